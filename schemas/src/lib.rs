@@ -11,7 +11,10 @@
 //! - [`condition`]: status conditions (`Ready`, `Progressing`, `Degraded`).
 //! - [`container`], [`image`]: the kinds' specs and statuses; [`resource`]: dispatch on kind.
 //! - [`quantity`]: durations (`30s`) and quantities (`512Mi`, `0.5`) and their parsers.
+//! - [`reference`]: image references (`name[:tag][@digest]`).
+//! - [`validate`]: semantic validation; every error names its field path.
 //! - [`path`]: field paths (`spec.ports[1].hostPort`) that errors point at.
+//! - [`selector`]: label selectors in kubectl syntax (`app=web,env in (prod,staging),!legacy`).
 #![warn(missing_docs)]
 
 pub mod condition;
@@ -21,17 +24,23 @@ pub mod meta;
 pub mod object;
 pub mod path;
 pub mod quantity;
+pub mod reference;
 pub mod resource;
+pub mod selector;
+pub mod validate;
 
 pub use condition::{Condition, ConditionStatus};
 pub use container::{
-    ADMIN_ONLY_FIELDS, Container, ContainerSpec, ContainerState, ContainerStatus, DesiredState,
-    EnvVar, HealthCheck, Mount, MountType, NetworkMode, ObjectReference, PidMode, PortMapping,
-    Protocol, PullPolicy, Resources, RestartPolicy, RestartPolicyKind,
+    ADMIN_ONLY_FIELDS, BoundPort, Container, ContainerSpec, ContainerState, ContainerStatus,
+    DesiredState, Device, EnvVar, HealthCheck, HealthStatus, Mount, MountType, NetworkMode,
+    ObjectReference, PidMode, PortMapping, Protocol, PullPolicy, Resources, RestartPolicy,
+    RestartPolicyKind,
 };
 pub use image::{Image, ImageSpec, ImageStatus, Presence};
 pub use meta::{Kind, ObjectMeta, ResourceKey};
 pub use object::{API_VERSION, DynamicObject, Object};
 pub use path::FieldPath;
 pub use quantity::{Quantity, QuantityError, parse_cpus, parse_duration, parse_memory};
+pub use reference::{ImageReference, ReferenceError};
 pub use resource::Resource;
+pub use validate::{ValidationError, validate_dynamic, validate_resource};

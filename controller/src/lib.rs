@@ -5,3 +5,4 @@
 //!
 //! Filled in as the modules land: `store` (sled-backed resources, revisions, change feed, audit,
 //! accounts), `docker` (the Engine driver), `runtime` (work queue) and the reconcilers.
+pub mod runtime;

@@ -5,4 +5,5 @@
 //!
 //! Filled in as the modules land: `store` (sled-backed resources, revisions, change feed, audit,
 //! accounts), `docker` (the Engine driver), `runtime` (work queue) and the reconcilers.
+pub mod labels;
 pub mod runtime;

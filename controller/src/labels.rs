@@ -1,0 +1,267 @@
+//! Ownership labels, deterministic container names and the spec hash that tells berth's Docker
+//! objects apart from everyone else's.
+//!
+//! Every Docker object berth creates carries [`MANAGED_BY`]`=berth` and the labels naming its
+//! resource ([`KIND`], [`NAMESPACE`], [`NAME`], [`UID`]) and the [`SPEC_HASH`] of the spec that
+//! produced it. berth never changes or removes an object without them.
+//!
+//! # Container names
+//!
+//! A `Container` resource `web` in namespace `default` runs as the Docker container
+//! `berth_default_web` ([`container_name`]). Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*` in
+//! names and sets no practical length limit; berth's namespaces and names are DNS labels
+//! (`[a-z0-9-]`, at most 63 characters), so the name is at most 133 characters. The separator is
+//! `_` rather than `-` because `-` may appear inside a namespace or a name: with `-`,
+//! `a-b`/`c` and `a`/`b-c` would both map to `berth-a-b-c`, while `_` can never be part of
+//! either and keeps the mapping one-to-one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use berth_schemas::{ContainerSpec, ImageReference, Kind, ResourceKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// `dev.berth.managed-by`: always [`MANAGED_BY_VALUE`] on berth's objects.
+pub const MANAGED_BY: &str = "dev.berth.managed-by";
+/// The value of [`MANAGED_BY`].
+pub const MANAGED_BY_VALUE: &str = "berth";
+/// `dev.berth.kind`: the resource kind (`Container`).
+pub const KIND: &str = "dev.berth.kind";
+/// `dev.berth.namespace`: the resource namespace.
+pub const NAMESPACE: &str = "dev.berth.namespace";
+/// `dev.berth.name`: the resource name.
+pub const NAME: &str = "dev.berth.name";
+/// `dev.berth.uid`: the uid of the resource incarnation that made the object.
+pub const UID: &str = "dev.berth.uid";
+/// `dev.berth.spec-hash`: [`spec_hash`] of the spec the object was made from.
+pub const SPEC_HASH: &str = "dev.berth.spec-hash";
+
+/// The Docker container name berth uses for a `Container` resource: `berth_<namespace>_<name>`.
+pub fn container_name(namespace: &str, name: &str) -> String {
+    format!("berth_{namespace}_{name}")
+}
+
+/// The labels berth puts on the object it makes for a resource, user labels first so that
+/// berth's own can never be overridden by them.
+pub fn ownership_labels(
+    key: &ResourceKey,
+    uid: &str,
+    spec_hash: &str,
+    user: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = user
+        .iter()
+        .filter(|(k, _)| !k.starts_with("dev.berth."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
+    labels.insert(KIND.into(), key.kind.as_str().into());
+    labels.insert(NAMESPACE.into(), key.namespace.clone());
+    labels.insert(NAME.into(), key.name.clone());
+    labels.insert(UID.into(), uid.into());
+    labels.insert(SPEC_HASH.into(), spec_hash.into());
+    labels
+}
+
+/// Whether the labels mark an object as berth's.
+pub fn is_managed(labels: &HashMap<String, String>) -> bool {
+    labels.get(MANAGED_BY).is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+/// The resource a berth-managed object belongs to, read from its labels; `None` for an object
+/// that is not berth's or whose labels are incomplete.
+pub fn resource_key(labels: &HashMap<String, String>) -> Option<ResourceKey> {
+    if !is_managed(labels) {
+        return None;
+    }
+    let kind = labels.get(KIND)?.parse::<Kind>().ok()?;
+    Some(ResourceKey::new(kind, labels.get(NAMESPACE)?.clone(), labels.get(NAME)?.clone()))
+}
+
+/// The label filters (`key=value`) that select every berth object of one resource.
+pub fn selector(key: &ResourceKey) -> Vec<String> {
+    vec![
+        format!("{MANAGED_BY}={MANAGED_BY_VALUE}"),
+        format!("{KIND}={}", key.kind),
+        format!("{NAMESPACE}={}", key.namespace),
+        format!("{NAME}={}", key.name),
+    ]
+}
+
+/// The label filter that selects every object berth manages.
+pub fn managed_selector() -> Vec<String> {
+    vec![format!("{MANAGED_BY}={MANAGED_BY_VALUE}")]
+}
+
+/// The hash of what a container is made from: the normalized spec plus the id of the image it
+/// resolved. Equal hashes mean the existing container is what the spec asks for; a different
+/// hash means replace.
+///
+/// The spec is normalized first: the image reference is written fully qualified (`busybox` and
+/// `docker.io/library/busybox:latest` hash alike), and the fields that do not shape the
+/// container itself are left out: `desiredState` (start and stop act on the same container),
+/// `imagePullPolicy` (how the image is fetched, not which one runs: the image id covers that)
+/// and `dependsOn` (ordering only). The JSON is canonical (object keys sorted, no whitespace),
+/// so the hash is stable across serde versions and field order.
+pub fn spec_hash(spec: &ContainerSpec, image_id: &str) -> String {
+    let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        for field in ["desiredState", "imagePullPolicy", "dependsOn"] {
+            map.remove(field);
+        }
+        if let Ok(r) = ImageReference::parse(&spec.image) {
+            map.insert("image".into(), Value::String(r.normalized()));
+        }
+    }
+    let mut canonical = String::new();
+    write_canonical(&value, &mut canonical);
+    let mut hasher = Sha256::new();
+    hasher.update(canonical.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(image_id.as_bytes());
+    hex(&hasher.finalize())
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_schemas::{DesiredState, EnvVar, PullPolicy};
+
+    use super::*;
+
+    fn spec(image: &str) -> ContainerSpec {
+        ContainerSpec { image: image.into(), ..ContainerSpec::default() }
+    }
+
+    #[test]
+    fn the_hash_is_the_same_for_equal_specs_and_is_sha256_hex() {
+        let h = spec_hash(&spec("busybox:1"), "sha256:abc");
+        assert_eq!(h, spec_hash(&spec("busybox:1"), "sha256:abc"));
+        assert_eq!(h.len(), 64);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn the_hash_of_a_known_spec_is_pinned_so_that_an_accidental_change_is_noticed() {
+        // A different value here makes every berth replace every container on upgrade.
+        assert_eq!(
+            spec_hash(&spec("busybox:1"), "sha256:abc"),
+            "1ea785bb74fe93f63dc0bb0f6b8d0e39dd3dcff7585fa87b6ac21e1b7bc3f6a7"
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let canonical = {
+            let mut s = String::new();
+            write_canonical(
+                &serde_json::json!({"b": [1, {"d": true, "c": null}], "a": "x"}),
+                &mut s,
+            );
+            s
+        };
+        assert_eq!(canonical, r#"{"a":"x","b":[1,{"c":null,"d":true}]}"#);
+    }
+
+    #[test]
+    fn the_hash_changes_with_the_spec_and_with_the_image_id() {
+        let base = spec_hash(&spec("busybox:1"), "sha256:abc");
+        assert_ne!(base, spec_hash(&spec("busybox:2"), "sha256:abc"));
+        assert_ne!(base, spec_hash(&spec("busybox:1"), "sha256:def"));
+        let with_env = ContainerSpec {
+            env: vec![EnvVar { name: "A".into(), value: "1".into() }],
+            ..spec("busybox:1")
+        };
+        assert_ne!(base, spec_hash(&with_env, "sha256:abc"));
+    }
+
+    #[test]
+    fn desired_state_pull_policy_and_dependencies_do_not_change_the_hash() {
+        let base = spec_hash(&spec("busybox:1"), "sha256:abc");
+        let other = ContainerSpec {
+            desired_state: DesiredState::Stopped,
+            image_pull_policy: PullPolicy::Always,
+            ..spec("busybox:1")
+        };
+        assert_eq!(base, spec_hash(&other, "sha256:abc"));
+    }
+
+    #[test]
+    fn equivalent_image_references_hash_alike() {
+        assert_eq!(
+            spec_hash(&spec("busybox"), "sha256:abc"),
+            spec_hash(&spec("docker.io/library/busybox:latest"), "sha256:abc")
+        );
+    }
+
+    #[test]
+    fn container_names_are_unambiguous_for_names_with_dashes() {
+        assert_eq!(container_name("default", "web"), "berth_default_web");
+        assert_ne!(container_name("a-b", "c"), container_name("a", "b-c"));
+    }
+
+    #[test]
+    fn ownership_labels_round_trip_to_the_resource_key_and_cannot_be_overridden_by_users() {
+        let key = ResourceKey::new(Kind::Container, "prod", "web");
+        let user = BTreeMap::from([
+            ("app".to_owned(), "web".to_owned()),
+            (UID.to_owned(), "forged".to_owned()),
+        ]);
+        let labels = ownership_labels(&key, "uid-1", "hash-1", &user);
+        assert_eq!(resource_key(&labels), Some(key));
+        assert_eq!(labels.get(UID).map(String::as_str), Some("uid-1"));
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(labels.get(SPEC_HASH).map(String::as_str), Some("hash-1"));
+    }
+
+    #[test]
+    fn objects_without_the_managed_by_label_belong_to_no_resource() {
+        let mut labels = HashMap::from([
+            (KIND.to_owned(), "Container".to_owned()),
+            (NAMESPACE.to_owned(), "default".to_owned()),
+            (NAME.to_owned(), "web".to_owned()),
+        ]);
+        assert_eq!(resource_key(&labels), None);
+        labels.insert(MANAGED_BY.into(), "someone-else".into());
+        assert_eq!(resource_key(&labels), None);
+    }
+}

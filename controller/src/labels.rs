@@ -185,7 +185,7 @@ mod tests {
         // A different value here makes every berth replace every container on upgrade.
         assert_eq!(
             spec_hash(&spec("busybox:1"), "sha256:abc"),
-            "1ea785bb74fe93f63dc0bb0f6b8d0e39dd3dcff7585fa87b6ac21e1b7bc3f6a7"
+            "e0990b12a304624a8941a500aa806bf1b8b2098b17d395d257a4d52f891ff3eb"
         );
     }
 

@@ -11,6 +11,7 @@
 //! - [`condition`]: status conditions (`Ready`, `Progressing`, `Degraded`).
 //! - [`container`], [`image`]: the kinds' specs and statuses; [`resource`]: dispatch on kind.
 //! - [`quantity`]: durations (`30s`) and quantities (`512Mi`, `0.5`) and their parsers.
+//! - [`manifest`]: multi-document YAML/JSON parsing with located errors and limits.
 //! - [`reference`]: image references (`name[:tag][@digest]`).
 //! - [`validate`]: semantic validation; every error names its field path.
 //! - [`path`]: field paths (`spec.ports[1].hostPort`) that errors point at.
@@ -20,6 +21,7 @@
 pub mod condition;
 pub mod container;
 pub mod image;
+pub mod manifest;
 pub mod meta;
 pub mod object;
 pub mod path;
@@ -37,6 +39,9 @@ pub use container::{
     RestartPolicyKind,
 };
 pub use image::{Image, ImageSpec, ImageStatus, Presence};
+pub use manifest::{
+    ManifestError, ParseLimits, ParsedDocument, parse_and_validate, parse_manifests,
+};
 pub use meta::{Kind, ObjectMeta, ResourceKey};
 pub use object::{API_VERSION, DynamicObject, Object};
 pub use path::FieldPath;

@@ -72,6 +72,21 @@ impl FieldPath {
         self.segments.is_empty()
     }
 
+    /// This path without its last step (the root stays the root).
+    #[must_use]
+    pub fn parent(&self) -> Self {
+        let mut p = self.clone();
+        p.segments.pop();
+        p
+    }
+
+    /// The rest of this path after `prefix`, when it starts with `prefix`.
+    pub fn strip_prefix(&self, prefix: &FieldPath) -> Option<FieldPath> {
+        self.segments
+            .strip_prefix(prefix.segments.as_slice())
+            .map(|rest| FieldPath { segments: rest.to_vec() })
+    }
+
     /// Appends the steps of `other` to this path.
     #[must_use]
     pub fn join(&self, other: &FieldPath) -> Self {

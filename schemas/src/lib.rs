@@ -11,6 +11,7 @@
 //! - [`condition`]: status conditions (`Ready`, `Progressing`, `Degraded`).
 //! - [`container`], [`image`]: the kinds' specs and statuses; [`resource`]: dispatch on kind.
 //! - [`quantity`]: durations (`30s`) and quantities (`512Mi`, `0.5`) and their parsers.
+//! - [`json_schema`]: the JSON Schemas committed under `schemas/json/`.
 //! - [`manifest`]: multi-document YAML/JSON parsing with located errors and limits.
 //! - [`reference`]: image references (`name[:tag][@digest]`).
 //! - [`validate`]: semantic validation; every error names its field path.
@@ -21,6 +22,7 @@
 pub mod condition;
 pub mod container;
 pub mod image;
+pub mod json_schema;
 pub mod manifest;
 pub mod meta;
 pub mod object;

@@ -1,0 +1,3 @@
+//! REST handlers, one module per area.
+
+pub mod health;

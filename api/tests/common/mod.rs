@@ -1,0 +1,137 @@
+//! Test harness: a real `berth-api` server on 127.0.0.1:0 over a temp data directory, and a
+//! small HTTP/1 client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+use berth_api::{AppState, ServeConfig};
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub ready: watch::Sender<bool>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    client: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig { data_dir: dir.to_owned(), ..ServeConfig::default() }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let (ready, ready_rx) = watch::channel(false);
+        let state = build_state(config, ready_rx).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(berth_api::serve(listener, state.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        Self { addr, state, ready, dir, stop: Some(stop), task: Some(task), client }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        let mut b =
+            hyper::Request::builder().method(method).uri(format!("http://{}{}", self.addr, path));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some((ct, bytes)) => b.header("content-type", ct).body(Full::new(Bytes::from(bytes))),
+            None => b.body(Full::new(Bytes::new())),
+        }
+        .expect("request");
+        let resp = self.client.request(req).await.expect("HTTP request failed");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("read body").to_bytes();
+        Resp { status: parts.status.as_u16(), headers: parts.headers, body }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.request(
+            Method::POST,
+            path,
+            token,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn build_state(config: ServeConfig, ready: watch::Receiver<bool>) -> AppState {
+    std::fs::create_dir_all(&config.data_dir).expect("data dir");
+    let keys = berth_api::auth::jwt::JwtKeys::load_or_create(
+        &config.signing_key_path(),
+        config.issuer.clone(),
+    )
+    .expect("keys");
+    AppState::new(config, keys, berth_api::Metrics::new(), ready)
+}

@@ -1,0 +1,443 @@
+//! The `Container` reconciler: observe → plan → execute, then status.
+//!
+//! One pass observes the resource's containers (by ownership label) and the holder of its
+//! wanted name, asks [`plan::plan`] what to do, executes the steps through the driver (an
+//! audit event each), and observes again until the plan is quiet; then it writes status. A pass
+//! that finds nothing to do makes no mutating Docker call and no store write.
+//!
+//! - [`plan`]: the pure planner.
+//! - [`create`]: spec → Docker create request.
+//! - [`status`]: observation → status and conditions.
+
+pub mod create;
+pub mod plan;
+pub mod status;
+
+use std::time::Duration;
+
+use berth_schemas::condition::{PROGRESSING, READY};
+use berth_schemas::{Condition, ConditionStatus, Container, DynamicObject, Kind, ResourceKey};
+use chrono::Utc;
+use futures::StreamExt;
+use tracing::{debug, info};
+
+use self::plan::{Desired, NameHolder, Observed, Step, Target};
+use self::status::{Blocker, container_status, state_of};
+use super::{Context, Error, FINALIZER, audit, condition, driver_err, store_err};
+use crate::docker::{ContainerFilter, ObservedContainer, ObservedImage};
+use crate::labels;
+use crate::runtime::Action;
+use crate::store::{AuditOutcome, WriteContext};
+
+/// How often a pass may act and look again before it gives up (and retries with backoff).
+const MAX_ROUNDS: usize = 4;
+
+/// How soon to look again while dependencies are not Ready (their changes also trigger).
+const DEPENDENCY_POLL: Duration = Duration::from_secs(5);
+
+/// What Docker has for one resource.
+struct Observation {
+    containers: Vec<ObservedContainer>,
+    holder: Option<ObservedContainer>,
+}
+
+impl Observation {
+    fn for_plan(&self) -> Observed {
+        Observed {
+            containers: self
+                .containers
+                .iter()
+                .map(|c| plan::ObservedContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    uid: c.label(labels::UID).map(str::to_owned),
+                    spec_hash: c.label(labels::SPEC_HASH).map(str::to_owned),
+                    state: state_of(c.state),
+                    created: c.created_at.map(|t| t.timestamp()).unwrap_or_default(),
+                })
+                .collect(),
+            name_holder: self.holder.as_ref().map(|h| NameHolder { id: h.id.clone() }),
+        }
+    }
+
+    /// The container status reports on: this incarnation's container under the wanted name.
+    fn current(&self, uid: &str, name: &str) -> Option<&ObservedContainer> {
+        self.containers.iter().find(|c| c.name == name && c.label(labels::UID) == Some(uid))
+    }
+}
+
+async fn observe(ctx: &Context, key: &ResourceKey, name: &str) -> Result<Observation, Error> {
+    let filter = ContainerFilter::managed()
+        .with_label(labels::KIND, key.kind.as_str())
+        .with_label(labels::NAMESPACE, key.namespace.as_str())
+        .with_label(labels::NAME, key.name.as_str());
+    let containers =
+        ctx.driver.list_containers(&filter).await.map_err(driver_err("list containers"))?;
+    let holder = if containers.iter().any(|c| c.name == name) {
+        None
+    } else {
+        ctx.driver
+            .inspect_container(name)
+            .await
+            .map_err(driver_err(format!("inspect container {name}")))?
+            .filter(|h| !containers.iter().any(|c| c.id == h.id))
+    };
+    Ok(Observation { containers, holder })
+}
+
+/// The `dependsOn` resources of `obj` that are not Ready, by key.
+async fn not_ready_dependencies(ctx: &Context, obj: &Container) -> Result<Vec<String>, Error> {
+    let mut waiting = Vec::new();
+    for dep in &obj.spec.depends_on {
+        let key = ResourceKey::new(dep.kind, dep.namespace_or(&obj.metadata.namespace), &dep.name);
+        let found = ctx.store.get(&key).await.map_err(store_err("get dependency"))?;
+        if !found.as_ref().is_some_and(is_ready) {
+            waiting.push(key.to_string());
+        }
+    }
+    Ok(waiting)
+}
+
+/// Whether a stored object's `Ready` condition is `True` for its current generation.
+pub fn is_ready(obj: &DynamicObject) -> bool {
+    let conditions: Vec<Condition> = obj
+        .status
+        .get("conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    conditions.iter().any(|c| {
+        c.type_ == READY
+            && c.status == ConditionStatus::True
+            && (c.observed_generation.is_none() || c.observed_generation == obj.metadata.generation)
+    })
+}
+
+fn desired(
+    obj: &Container,
+    uid: &str,
+    image: Option<&ObservedImage>,
+    waiting: Vec<String>,
+) -> Desired {
+    let key = obj.key();
+    Desired {
+        uid: uid.to_owned(),
+        name: labels::container_name(&key.namespace, &key.name),
+        spec_hash: image.map(|i| labels::spec_hash(&obj.spec, &i.id)),
+        pull_policy: obj.spec.image_pull_policy,
+        desired_state: obj.spec.desired_state,
+        grace: create::grace_period(&obj.spec),
+        deleting: obj.metadata.deletion_timestamp.is_some(),
+        holds_finalizer: obj.metadata.finalizers.iter().any(|f| f == FINALIZER),
+        waiting_for: waiting,
+    }
+}
+
+/// Drives one `Container` resource towards its spec (or, when it is being deleted, removes its
+/// containers and drops the finalizer).
+///
+/// # Errors
+///
+/// Driver and store failures, and specs that cannot be turned into a create request. Nothing
+/// is left half-owned: the next pass converges from wherever this one stopped.
+pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> {
+    let key = obj.key();
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    let has_finalizer = obj.metadata.finalizers.iter().any(|f| f == FINALIZER);
+    if !deleting && !has_finalizer {
+        // Before anything exists in Docker, so that a deletion always waits for its cleanup.
+        ctx.store
+            .add_finalizer(&WriteContext::controller(), &key, FINALIZER)
+            .await
+            .map_err(store_err("add finalizer"))?;
+    }
+    let name = labels::container_name(&key.namespace, &key.name);
+
+    let mut acted = false;
+    for _round in 0..MAX_ROUNDS {
+        let image = if deleting {
+            None
+        } else {
+            ctx.driver
+                .inspect_image(&obj.spec.image)
+                .await
+                .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
+        };
+        let observation = observe(ctx, &key, &name).await?;
+        let waiting = if deleting { Vec::new() } else { not_ready_dependencies(ctx, obj).await? };
+        let desired = desired(obj, &uid, image.as_ref(), waiting);
+        let steps = plan::plan(&desired, &observation.for_plan());
+
+        if plan::is_quiet(&steps) {
+            if deleting {
+                return Ok(Action::await_change());
+            }
+            let blocker = steps.iter().find_map(|s| match s {
+                Step::ReportConflict { holder_id } => {
+                    Some(Blocker::NameConflict { name: name.clone(), holder_id: holder_id.clone() })
+                }
+                Step::ReportImageMissing => {
+                    Some(Blocker::ImageMissing { image: obj.spec.image.clone() })
+                }
+                Step::WaitForDependencies { waiting_for } => {
+                    Some(Blocker::WaitingForDependencies(waiting_for.clone()))
+                }
+                _ => None,
+            });
+            let current = observation.current(&uid, &name);
+            let status =
+                container_status(obj, current, image.as_ref(), blocker.as_ref(), Utc::now());
+            write_status_if_changed(ctx, &key, obj.status.as_ref(), &status).await?;
+            if acted {
+                info!(state = ?status.state, "converged");
+            }
+            return Ok(match blocker {
+                Some(Blocker::WaitingForDependencies(_)) => Action::requeue(DEPENDENCY_POLL),
+                _ => Action::await_change(),
+            });
+        }
+
+        if !acted && !deleting {
+            report_progress(ctx, obj, &steps).await?;
+        }
+        acted = true;
+        if execute(ctx, obj, &uid, &steps).await? == Flow::ObjectGone {
+            return Ok(Action::await_change());
+        }
+    }
+    Err(Error::Unsettled(key))
+}
+
+/// Whether the object still exists after executing a plan.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    ObjectGone,
+}
+
+async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> Result<Flow, Error> {
+    let key = obj.key();
+    let driver = &ctx.driver;
+    let mut created: Option<String> = None;
+    for step in steps {
+        debug!(?step, "executing");
+        match step {
+            Step::PullImage => pull(ctx, &key, &obj.spec.image).await?,
+            Step::Create => {
+                let image = driver
+                    .inspect_image(&obj.spec.image)
+                    .await
+                    .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
+                    .ok_or_else(|| Error::Unsettled(key.clone()))?;
+                let hash = labels::spec_hash(&obj.spec, &image.id);
+                let request = create::container_create(obj, uid, &hash).map_err(Error::Spec)?;
+                let action = format!("create container {}", request.name);
+                let result = driver.create_container(&request).await;
+                let id = record(ctx, &key, "docker.container.create", &action, result).await?;
+                created = Some(id);
+            }
+            Step::Start(target) => {
+                let id = match target {
+                    Target::Existing(id) => id.clone(),
+                    Target::New => created.clone().ok_or_else(|| Error::Unsettled(key.clone()))?,
+                };
+                let action = format!("start container {}", short(&id));
+                let result = driver.start_container(&id).await;
+                record(ctx, &key, "docker.container.start", &action, result).await?;
+            }
+            Step::Stop { id, grace } => {
+                let action = format!("stop container {} (grace {}s)", short(id), grace.as_secs());
+                let result = driver.stop_container(id, *grace).await;
+                record(ctx, &key, "docker.container.stop", &action, result).await?;
+            }
+            Step::Remove { id } => {
+                let action = format!("remove container {}", short(id));
+                let result = driver.remove_container(id).await;
+                record(ctx, &key, "docker.container.remove", &action, result).await?;
+            }
+            Step::DropFinalizer => {
+                if obj.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+                    ctx.store
+                        .remove_finalizer(&WriteContext::controller(), &key, FINALIZER)
+                        .await
+                        .map_err(store_err("remove finalizer"))?;
+                }
+                return Ok(Flow::ObjectGone);
+            }
+            Step::Replan => return Ok(Flow::Continue),
+            Step::ReportImageMissing
+            | Step::ReportConflict { .. }
+            | Step::WaitForDependencies { .. } => {}
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Audits the result of one Docker action and passes it on.
+pub(crate) async fn record<T>(
+    ctx: &Context,
+    key: &ResourceKey,
+    verb: &str,
+    action: &str,
+    result: Result<T, crate::docker::DriverError>,
+) -> Result<T, Error> {
+    match result {
+        Ok(v) => {
+            audit(ctx, key, verb, AuditOutcome::Success, action.to_owned()).await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let message = format!("{action}: {e}");
+            audit(ctx, key, verb, AuditOutcome::Failure, message).await?;
+            Err(driver_err(action)(e))
+        }
+    }
+}
+
+/// Pulls `image` with the configured credentials for its registry, auditing the outcome.
+pub(crate) async fn pull(ctx: &Context, key: &ResourceKey, image: &str) -> Result<(), Error> {
+    let credentials = ctx.credentials.for_image(image);
+    let action = pull_action(image, credentials.is_some());
+    let mut stream = ctx.driver.pull_image(image, credentials);
+    let mut result = Ok(());
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            result = Err(e);
+            break;
+        }
+    }
+    record(ctx, key, "docker.image.pull", &action, result).await
+}
+
+/// How a pull is named in audit events and errors.
+pub(crate) fn pull_action(image: &str, with_credentials: bool) -> String {
+    format!(
+        "pull image {image}{}",
+        if with_credentials { " (with registry credentials)" } else { "" }
+    )
+}
+
+/// Writes `Progressing` with what the plan is about to do, before doing it.
+async fn report_progress(ctx: &Context, obj: &Container, steps: &[Step]) -> Result<(), Error> {
+    let (reason, message) = if steps.contains(&Step::PullImage) {
+        ("PullingImage", format!("pulling image {}", obj.spec.image))
+    } else if steps.contains(&Step::Create)
+        && steps.iter().any(|s| matches!(s, Step::Remove { .. }))
+    {
+        ("Replacing", "replacing the container".to_owned())
+    } else if steps.contains(&Step::Create) {
+        ("Creating", "creating the container".to_owned())
+    } else if steps.iter().any(|s| matches!(s, Step::Start(_))) {
+        ("Starting", "starting the container".to_owned())
+    } else if steps.iter().any(|s| matches!(s, Step::Stop { .. })) {
+        ("Stopping", "stopping the container".to_owned())
+    } else {
+        ("Cleaning", "removing extra containers".to_owned())
+    };
+    let mut status = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    berth_schemas::condition::set_condition(
+        &mut status.conditions,
+        condition(PROGRESSING, ConditionStatus::True, reason, message, generation, Utc::now()),
+    );
+    write_status_if_changed(ctx, &obj.key(), obj.status.as_ref(), &status).await
+}
+
+/// Writes `new` as the status of `key` unless it equals `old`.
+pub(crate) async fn write_status_if_changed<T: serde::Serialize + PartialEq>(
+    ctx: &Context,
+    key: &ResourceKey,
+    old: Option<&T>,
+    new: &T,
+) -> Result<(), Error> {
+    if old == Some(new) {
+        return Ok(());
+    }
+    let value = serde_json::to_value(new).unwrap_or(serde_json::Value::Null);
+    ctx.store
+        .update_status(&WriteContext::controller(), key, value)
+        .await
+        .map_err(store_err("update status"))?;
+    Ok(())
+}
+
+/// Removes every container labelled as `key`'s when no resource `key` exists any more (it was
+/// removed without its finalizer, or the store lost it): such containers are orphans.
+///
+/// # Errors
+///
+/// Driver and audit failures.
+pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, Error> {
+    if key.kind != Kind::Container {
+        return Ok(Action::await_change());
+    }
+    let name = labels::container_name(&key.namespace, &key.name);
+    let observation = observe(ctx, key, &name).await?;
+    for c in &observation.containers {
+        let action = format!("remove orphaned container {}", short(&c.id));
+        let result = ctx.driver.remove_container(&c.id).await;
+        record(ctx, key, "docker.container.remove", &action, result).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Records a failed pass in status: `Degraded` with the error and the retry time.
+///
+/// # Errors
+///
+/// Store failures.
+pub async fn report_failure(
+    ctx: &Context,
+    key: &ResourceKey,
+    error: &Error,
+    retry_in: Duration,
+) -> Result<(), Error> {
+    let Some(stored) = ctx.store.get(key).await.map_err(store_err("get"))? else {
+        return Ok(());
+    };
+    let mut status = stored.status.clone();
+    if !status.is_object() {
+        status = serde_json::json!({});
+    }
+    let mut conditions: Vec<Condition> = status
+        .get("conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let now = Utc::now();
+    let generation = stored.metadata.generation;
+    berth_schemas::condition::set_condition(
+        &mut conditions,
+        super::failure_condition(error, retry_in, generation, now),
+    );
+    berth_schemas::condition::set_condition(
+        &mut conditions,
+        condition(
+            PROGRESSING,
+            ConditionStatus::False,
+            error.reason(),
+            String::new(),
+            generation,
+            now,
+        ),
+    );
+    if let Some(map) = status.as_object_mut() {
+        map.insert(
+            "conditions".into(),
+            serde_json::to_value(&conditions).unwrap_or(serde_json::Value::Null),
+        );
+        if let Some(g) = generation {
+            map.insert("observedGeneration".into(), g.into());
+        }
+    }
+    if status != stored.status {
+        ctx.store
+            .update_status(&WriteContext::controller(), key, status)
+            .await
+            .map_err(store_err("update status"))?;
+    }
+    Ok(())
+}

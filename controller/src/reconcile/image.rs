@@ -1,0 +1,295 @@
+//! The `Image` reconciler: keeps an image present (pulled per `pullPolicy`, with registry
+//! credentials passed per pull) or absent on the host.
+//!
+//! - `Present`: `IfNotPresent` pulls when the image is missing; `Always` also re-pulls once the
+//!   last pull is older than [`ImageConfig::always_repull_after`], so a moved tag is followed;
+//!   `Never` only checks. Pull progress is written to the `Progressing` condition while the
+//!   pull runs (at most every [`PROGRESS_EVERY`]).
+//! - `Absent`: removes the image unless a berth-managed container uses it; then a condition
+//!   says so and the image stays.
+//! - Deletion removes the image only if berth pulled it (`status.pulledAt` is set) and no
+//!   managed container uses it, then drops the finalizer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_schemas::condition::{DEGRADED, PROGRESSING, READY};
+use berth_schemas::{ConditionStatus, Image, ImageStatus, Presence, PullPolicy, ResourceKey};
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::container::{pull_action, record, write_status_if_changed};
+use super::{Context, Error, FINALIZER, condition, driver_err, set_conditions, store_err};
+use crate::docker::{ContainerFilter, ObservedImage, PullProgress};
+use crate::runtime::Action;
+use crate::store::WriteContext;
+
+/// How often pull progress is written to status at most.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Tuning of the image reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// With `pullPolicy: Always`, how old the last pull may get before the next one.
+    pub always_repull_after: Duration,
+    /// How soon to look again at an `Absent` image held by a container.
+    pub in_use_recheck: Duration,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            always_repull_after: Duration::from_secs(300),
+            in_use_recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The berth-managed containers that run `image`, by name.
+async fn users_of(ctx: &Context, image: &ObservedImage) -> Result<Vec<String>, Error> {
+    let containers = ctx
+        .driver
+        .list_containers(&ContainerFilter::managed())
+        .await
+        .map_err(driver_err("list managed containers"))?;
+    Ok(containers.into_iter().filter(|c| c.image_id == image.id).map(|c| c.name).collect())
+}
+
+fn observed(status: &mut ImageStatus, image: Option<&ObservedImage>) {
+    status.image_id = image.map(|i| i.id.clone());
+    status.repo_digests = image.map(|i| i.repo_digests.clone()).unwrap_or_default();
+    status.size = image.and_then(|i| u64::try_from(i.size).ok());
+}
+
+/// Drives one `Image` resource towards its spec.
+///
+/// # Errors
+///
+/// Driver and store failures (a refused credential is [`Error::Driver`] with
+/// `RegistryAuth`, reason `RegistryAuthFailed`).
+pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Result<Action, Error> {
+    let key = obj.key();
+    let reference = obj.spec.reference.as_str();
+    let generation = obj.metadata.generation;
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    if !deleting && !obj.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+        ctx.store
+            .add_finalizer(&WriteContext::controller(), &key, FINALIZER)
+            .await
+            .map_err(store_err("add finalizer"))?;
+    }
+    let local = ctx
+        .driver
+        .inspect_image(reference)
+        .await
+        .map_err(driver_err(format!("inspect image {reference}")))?;
+    let old = obj.status.clone();
+    let mut status = old.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let now = Utc::now();
+    let c = |t: &str, s, r: &str, m: String| condition(t, s, r, m, generation, now);
+    use ConditionStatus::{False, True};
+
+    if deleting {
+        let pulled_by_berth = status.pulled_at.is_some();
+        if let (true, Some(image)) = (pulled_by_berth, &local) {
+            let users = users_of(ctx, image).await?;
+            if !users.is_empty() {
+                let msg = format!(
+                    "not removing {reference}: used by berth-managed container(s) {}",
+                    users.join(", ")
+                );
+                set_conditions(
+                    &mut status.conditions,
+                    [
+                        c(READY, False, "InUse", msg.clone()),
+                        c(PROGRESSING, True, "Deleting", msg),
+                        c(DEGRADED, False, "AsExpected", String::new()),
+                    ],
+                );
+                write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+                return Ok(Action::requeue(config.in_use_recheck));
+            }
+            let action = format!("remove image {reference}");
+            let result = ctx.driver.remove_image(reference, false).await;
+            record(ctx, &key, "docker.image.remove", &action, result).await?;
+        }
+        ctx.store
+            .remove_finalizer(&WriteContext::controller(), &key, FINALIZER)
+            .await
+            .map_err(store_err("remove finalizer"))?;
+        return Ok(Action::await_change());
+    }
+
+    match obj.spec.presence {
+        Presence::Absent => {
+            let Some(image) = local else {
+                observed(&mut status, None);
+                set_conditions(
+                    &mut status.conditions,
+                    [
+                        c(READY, True, "Absent", String::new()),
+                        c(PROGRESSING, False, "Reconciled", String::new()),
+                        c(DEGRADED, False, "AsExpected", String::new()),
+                    ],
+                );
+                write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+                return Ok(Action::await_change());
+            };
+            let users = users_of(ctx, &image).await?;
+            if !users.is_empty() {
+                let msg = format!(
+                    "{reference} is used by berth-managed container(s) {}; it stays until they \
+                     no longer use it",
+                    users.join(", ")
+                );
+                observed(&mut status, Some(&image));
+                set_conditions(
+                    &mut status.conditions,
+                    [
+                        c(READY, False, "InUse", msg.clone()),
+                        c(PROGRESSING, False, "InUse", String::new()),
+                        c(DEGRADED, True, "InUse", msg),
+                    ],
+                );
+                write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+                return Ok(Action::requeue(config.in_use_recheck));
+            }
+            let action = format!("remove image {reference}");
+            let result = ctx.driver.remove_image(reference, false).await;
+            record(ctx, &key, "docker.image.remove", &action, result).await?;
+            observed(&mut status, None);
+            set_conditions(
+                &mut status.conditions,
+                [
+                    c(READY, True, "Absent", String::new()),
+                    c(PROGRESSING, False, "Reconciled", String::new()),
+                    c(DEGRADED, False, "AsExpected", String::new()),
+                ],
+            );
+            write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+            Ok(Action::await_change())
+        }
+        Presence::Present => {
+            let last_pull_age =
+                status.pulled_at.and_then(|t| (now - t).to_std().ok()).unwrap_or(Duration::MAX);
+            let pull = match (obj.spec.pull_policy, &local) {
+                (PullPolicy::Never, _) => false,
+                (_, None) => true,
+                (PullPolicy::Always, Some(_)) => last_pull_age >= config.always_repull_after,
+                (PullPolicy::IfNotPresent, Some(_)) => false,
+            };
+            let image = if pull {
+                pull_reporting_progress(ctx, obj, &mut status).await?;
+                status.pulled_at = Some(Utc::now());
+                ctx.driver
+                    .inspect_image(reference)
+                    .await
+                    .map_err(driver_err(format!("inspect image {reference}")))?
+            } else {
+                local
+            };
+            observed(&mut status, image.as_ref());
+            let conditions = match &image {
+                Some(_) => [
+                    c(READY, True, "Present", String::new()),
+                    c(PROGRESSING, False, "Reconciled", String::new()),
+                    c(DEGRADED, False, "AsExpected", String::new()),
+                ],
+                None => {
+                    let msg = format!("{reference} is not on the host and pullPolicy is Never");
+                    [
+                        c(READY, False, "ImageMissing", msg.clone()),
+                        c(PROGRESSING, False, "ImageMissing", String::new()),
+                        c(DEGRADED, True, "ImageMissing", msg),
+                    ]
+                }
+            };
+            set_conditions(&mut status.conditions, conditions);
+            write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+            Ok(match obj.spec.pull_policy {
+                PullPolicy::Always => Action::requeue(config.always_repull_after),
+                _ => Action::await_change(),
+            })
+        }
+    }
+}
+
+/// Pull progress summed over layers.
+#[derive(Debug, Default)]
+struct Progress {
+    layers: BTreeMap<String, (u64, u64, bool)>,
+}
+
+impl Progress {
+    fn add(&mut self, p: &PullProgress) {
+        let Some(layer) = &p.layer else { return };
+        let entry = self.layers.entry(layer.clone()).or_default();
+        if let (Some(cur), Some(total)) = (p.current, p.total) {
+            entry.0 = cur;
+            entry.1 = total;
+        }
+        if p.status.starts_with("Pull complete") || p.status.starts_with("Already exists") {
+            entry.2 = true;
+        }
+    }
+
+    fn message(&self, reference: &str) -> String {
+        let done = self.layers.values().filter(|l| l.2).count();
+        let (cur, total) = self.layers.values().fold((0u64, 0u64), |(c, t), l| (c + l.0, t + l.1));
+        let mb = |b: u64| b as f64 / 1_000_000.0;
+        format!(
+            "pulling {reference}: {done} of {} layers done, {:.1} MB of {:.1} MB downloaded",
+            self.layers.len(),
+            mb(cur),
+            mb(total)
+        )
+    }
+}
+
+/// Pulls the image, writing progress into the `Progressing` condition as it goes.
+async fn pull_reporting_progress(
+    ctx: &Context,
+    obj: &Image,
+    status: &mut ImageStatus,
+) -> Result<(), Error> {
+    let key: ResourceKey = obj.key();
+    let reference = obj.spec.reference.as_str();
+    let generation = obj.metadata.generation;
+    let credentials = ctx.credentials.for_image(reference);
+    let action = pull_action(reference, credentials.is_some());
+    let mut shown = obj.status.clone();
+    let mut progress = Progress::default();
+    let mut last_write: Option<Instant> = None;
+    let mut stream = ctx.driver.pull_image(reference, credentials);
+    let mut result = Ok(());
+    loop {
+        let due = last_write.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+        if due {
+            berth_schemas::condition::set_condition(
+                &mut status.conditions,
+                condition(
+                    PROGRESSING,
+                    ConditionStatus::True,
+                    "Pulling",
+                    progress.message(reference),
+                    generation,
+                    Utc::now(),
+                ),
+            );
+            write_status_if_changed(ctx, &key, shown.as_ref(), status).await?;
+            shown = Some(status.clone());
+            last_write = Some(Instant::now());
+        }
+        match stream.next().await {
+            Some(Ok(p)) => progress.add(&p),
+            Some(Err(e)) => {
+                result = Err(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    record(ctx, &key, "docker.image.pull", &action, result).await
+}

@@ -1,0 +1,199 @@
+//! The reconcilers: each observes Docker, plans the steps towards its resource's spec as a pure
+//! function, and executes them through the driver, writing status and audit events back.
+//!
+//! - [`container`]: `Container` resources.
+//! - [`image`]: `Image` resources.
+//! - [`Context`]: what every reconcile gets (store, driver, registry credentials).
+//! - [`Error`]: what a reconcile can fail with, classified for the retry policy.
+
+pub mod container;
+pub mod image;
+
+use std::fmt;
+use std::sync::Arc;
+
+use berth_schemas::{
+    Condition, ConditionStatus, ResourceKey, condition::set_condition,
+    object::ConversionError as ObjectConversionError,
+};
+use chrono::{DateTime, Utc};
+
+use crate::docker::{CredentialStore, Driver, DriverError};
+use crate::store::{AuditEntry, AuditLog, AuditOutcome, ResourceStore, StoreError, WriteContext};
+
+/// The finalizer berth puts on every resource that owns Docker objects; it is dropped once
+/// they are gone.
+pub const FINALIZER: &str = "berth.dev/docker-cleanup";
+
+/// What the reconcilers need of the store: resources and the audit log.
+pub trait ControllerStore: ResourceStore + AuditLog {}
+
+impl<T: ResourceStore + AuditLog + ?Sized> ControllerStore for T {}
+
+/// What every reconcile gets.
+#[derive(Clone)]
+pub struct Context {
+    /// The store (resources, status, finalizers, audit).
+    pub store: Arc<dyn ControllerStore>,
+    /// The Docker Engine.
+    pub driver: Arc<dyn Driver>,
+    /// Registry credentials for pulls (from a docker-style `config.json`).
+    pub credentials: Arc<CredentialStore>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("driver", &self.driver)
+            .field("registries_with_credentials", &self.credentials.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Docker call failed.
+    #[error("{action} failed")]
+    Driver {
+        /// What was being done (`pull busybox:1`, `create container berth_default_web`).
+        action: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// A store read or write failed.
+    #[error("store {action} failed")]
+    Store {
+        /// What was being done.
+        action: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The stored object does not fit its kind's schema.
+    #[error("the stored resource does not fit its schema")]
+    Conversion(#[source] ObjectConversionError),
+    /// The spec cannot be turned into a Docker request.
+    #[error("the spec cannot be applied")]
+    Spec(#[source] container::create::SpecError),
+    /// The plan did not settle after the image was pulled (the image moved again meanwhile).
+    #[error("the plan for {0} did not settle; will retry")]
+    Unsettled(ResourceKey),
+}
+
+impl Error {
+    /// Whether a retry may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Driver { source, .. } => source.is_transient(),
+            // A conflicting write is retried against the new revision; other store failures need
+            // someone to act.
+            Error::Store { source, .. } => matches!(source, StoreError::Conflict { .. }),
+            Error::Unsettled(_) => true,
+            Error::Conversion(_) | Error::Spec(_) => false,
+        }
+    }
+
+    /// The CamelCase reason written into the `Degraded` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Driver { source, .. } => match source {
+                DriverError::EngineUnreachable { .. } => "EngineUnreachable",
+                DriverError::RegistryAuth { .. } => "RegistryAuthFailed",
+                DriverError::ImageNotFound { .. } => "ImageNotFound",
+                DriverError::Pull { .. } => "ImagePullFailed",
+                DriverError::NameInUse { .. } => "NameConflict",
+                DriverError::Rejected { .. } => "DockerRejected",
+                _ => "DockerError",
+            },
+            Error::Store { .. } => "StoreError",
+            Error::Conversion(_) | Error::Spec(_) => "InvalidSpec",
+            Error::Unsettled(_) => "Unsettled",
+        }
+    }
+}
+
+/// Wraps a driver error with what was being done.
+pub(crate) fn driver_err(action: impl Into<String>) -> impl FnOnce(DriverError) -> Error {
+    let action = action.into();
+    move |source| Error::Driver { action, source }
+}
+
+/// Wraps a store error with what was being done.
+pub(crate) fn store_err(action: &'static str) -> impl FnOnce(StoreError) -> Error {
+    move |source| Error::Store { action, source }
+}
+
+/// Records one Docker action in the audit log (actor and source `controller`).
+pub(crate) async fn audit(
+    ctx: &Context,
+    key: &ResourceKey,
+    verb: &str,
+    outcome: AuditOutcome,
+    message: String,
+) -> Result<(), Error> {
+    let entry = AuditEntry::new(WriteContext::controller(), verb, outcome)
+        .target(key.kind.as_str(), Some(key.namespace.clone()), key.name.clone())
+        .message(message);
+    ctx.store.append(entry).await.map_err(store_err("audit append"))?;
+    Ok(())
+}
+
+/// A condition at `now` for `generation`.
+pub(crate) fn condition(
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<u64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message: message.into(),
+        last_transition_time: now,
+        observed_generation: generation,
+    }
+}
+
+/// Sets the three standard conditions at once, keeping transition times that did not move.
+pub(crate) fn set_conditions(conditions: &mut Vec<Condition>, new: [Condition; 3]) {
+    for c in new {
+        set_condition(conditions, c);
+    }
+}
+
+/// The `Degraded` condition and message for a failed reconcile, naming the retry time.
+pub(crate) fn failure_condition(
+    error: &Error,
+    retry_in: std::time::Duration,
+    generation: Option<u64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let retry_at = chrono::Duration::from_std(retry_in)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now);
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    condition(
+        berth_schemas::condition::DEGRADED,
+        ConditionStatus::True,
+        error.reason(),
+        format!(
+            "{chain}; next retry at {} (in {:.1}s)",
+            retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            retry_in.as_secs_f64()
+        ),
+        generation,
+        now,
+    )
+}

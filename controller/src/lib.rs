@@ -3,7 +3,11 @@
 //!
 //! # Layout
 //!
-//! Filled in as the modules land: `store` (sled-backed resources, revisions, change feed, audit,
-//! accounts), `docker` (the Engine driver), `runtime` (work queue) and the reconcilers.
+//! - [`store`]: the embedded store (sled): resources with revisions and optimistic concurrency,
+//!   the change feed, the hash-chained audit log, accounts, backup and restore.
+//!
+//! Filled in as the modules land: `docker` (the Engine driver), `runtime` (work queue) and the
+//! reconcilers.
 pub mod labels;
 pub mod runtime;
+pub mod store;

@@ -1,0 +1,923 @@
+//! [`BollardDriver`]: the [`Driver`] over the Docker Engine API, through bollard.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_schemas::ImageReference;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, EventMessage,
+    EventMessageTypeEnum, HealthConfig, HostConfig, ImageInspect, ImageSummary, Mount, MountType,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, PortMap, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, KillContainerOptions,
+    ListContainersOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions,
+    StopContainerOptions,
+};
+use chrono::{DateTime, Datelike, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::config::DockerConfig;
+use super::error::DriverError;
+use super::types::{
+    BoundPort, ContainerCreate, ContainerFilter, ContainerState, EngineEvent, EngineVersion,
+    EventKind, Health, MountKind, ObservedContainer, ObservedImage, Protocol, PullProgress,
+    RegistryCredentials, RestartPolicy,
+};
+use super::{Driver, EventStream, PullStream};
+
+/// bollard's own per-request limit; berth applies tighter ones per operation.
+const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How many containers are inspected at once when listing.
+const INSPECT_PARALLELISM: usize = 8;
+
+/// The Docker Engine driver over bollard. Cheap to clone (clones share one connection pool
+/// and one negotiated API version).
+#[derive(Debug, Clone)]
+pub struct BollardDriver {
+    docker: Docker,
+    host: String,
+    request_timeout: Duration,
+    negotiated: Arc<AtomicBool>,
+}
+
+impl BollardDriver {
+    /// Builds a driver without contacting the Engine (the API version is negotiated by the
+    /// first call that reaches it). Use this when berth must start while the Engine is down.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Config`] for an unsupported `DOCKER_HOST` scheme or missing TLS files.
+    pub fn new(config: &DockerConfig) -> Result<Self, DriverError> {
+        let host = config.host.clone();
+        let config_error = |source: Box<dyn std::error::Error + Send + Sync>| DriverError::Config {
+            host: host.clone(),
+            source,
+        };
+        let timeout = TRANSPORT_TIMEOUT.as_secs();
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = if host.starts_with("unix://") {
+            Docker::connect_with_unix(&host, timeout, version)
+                .map_err(|e| config_error(Box::new(e)))?
+        } else if host.starts_with("tcp://")
+            || host.starts_with("http://")
+            || host.starts_with("https://")
+        {
+            match &config.tls {
+                Some(tls) => {
+                    let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| tls.cert_path.join(f));
+                    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                        return Err(config_error(
+                            format!(
+                                "DOCKER_TLS_VERIFY is set but {} does not exist \
+                                 (DOCKER_CERT_PATH must hold ca.pem, cert.pem and key.pem)",
+                                missing.display()
+                            )
+                            .into(),
+                        ));
+                    }
+                    let [ca, cert, key] = &files;
+                    // The Engine is addressed as https://host:port.
+                    let addr = host.replacen("tcp://", "https://", 1);
+                    Docker::connect_with_ssl(&addr, key, cert, ca, timeout, version)
+                        .map_err(|e| config_error(Box::new(e)))?
+                }
+                None if host.starts_with("https://") => {
+                    return Err(config_error(
+                        "an https:// host needs TLS settings (DOCKER_TLS_VERIFY and \
+                         DOCKER_CERT_PATH)"
+                            .into(),
+                    ));
+                }
+                None => Docker::connect_with_http(&host, timeout, version)
+                    .map_err(|e| config_error(Box::new(e)))?,
+            }
+        } else {
+            return Err(config_error(
+                format!("unsupported scheme in {host:?}: use unix:// or tcp://").into(),
+            ));
+        };
+        Ok(Self {
+            docker,
+            host,
+            request_timeout: config.request_timeout,
+            negotiated: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Builds a driver and checks that the Engine answers, negotiating the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Config`] as for [`new`](Self::new); [`DriverError::EngineUnreachable`]
+    /// (transient: retry with backoff) when no Engine answers.
+    pub async fn connect(config: &DockerConfig) -> Result<Self, DriverError> {
+        let driver = Self::new(config)?;
+        driver.ping().await?;
+        Ok(driver)
+    }
+
+    /// The address this driver talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Negotiates the API version once, on the first call that reaches the Engine.
+    async fn ensure_negotiated(&self) -> Result<(), DriverError> {
+        if self.negotiated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let result =
+            tokio::time::timeout(self.request_timeout, self.docker.clone().negotiate_version())
+                .await;
+        match result {
+            Ok(Ok(_)) => {
+                self.negotiated.store(true, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.map_error(e, || "the Engine".to_owned())),
+            Err(_) => Err(self.unreachable_after_timeout()),
+        }
+    }
+
+    fn unreachable_after_timeout(&self) -> DriverError {
+        DriverError::EngineUnreachable {
+            host: self.host.clone(),
+            source: format!("no answer within {}s", self.request_timeout.as_secs()).into(),
+        }
+    }
+
+    /// Runs one call under `limit`, after negotiation.
+    async fn call<T, F>(
+        &self,
+        operation: impl FnOnce() -> String,
+        limit: Duration,
+        fut: F,
+    ) -> Result<T, DriverError>
+    where
+        F: Future<Output = Result<T, BollardError>>,
+    {
+        self.ensure_negotiated().await?;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.map_error(e, operation)),
+            Err(_) => {
+                Err(DriverError::Timeout { operation: operation(), seconds: limit.as_secs() })
+            }
+        }
+    }
+
+    /// Maps a bollard error; `what` names the object for not-found errors.
+    fn map_error(&self, e: BollardError, what: impl FnOnce() -> String) -> DriverError {
+        map_bollard_error(&self.host, e, what)
+    }
+
+    async fn inspect_raw(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<ContainerInspectResponse>, DriverError> {
+        let result = self
+            .call(
+                || format!("container {id_or_name}"),
+                self.request_timeout,
+                self.docker.inspect_container(id_or_name, None),
+            )
+            .await;
+        match result {
+            Ok(c) => Ok(Some(c)),
+            Err(DriverError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for BollardDriver {
+    async fn ping(&self) -> Result<(), DriverError> {
+        self.call(|| "the Engine".to_owned(), self.request_timeout, self.docker.ping())
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                DriverError::Timeout { .. } => self.unreachable_after_timeout(),
+                e => e,
+            })
+    }
+
+    async fn version(&self) -> Result<EngineVersion, DriverError> {
+        let v = self
+            .call(|| "the Engine".to_owned(), self.request_timeout, self.docker.version())
+            .await?;
+        Ok(EngineVersion {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            min_api_version: v.min_api_version,
+            negotiated_api_version: self.docker.client_version().to_string(),
+            os: v.os.unwrap_or_default(),
+            arch: v.arch.unwrap_or_default(),
+        })
+    }
+
+    async fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Result<Vec<ObservedContainer>, DriverError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        let expressions = filter.docker_expressions();
+        if !expressions.is_empty() {
+            filters.insert("label".into(), expressions);
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: (!filters.is_empty()).then_some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .call(
+                || "containers".to_owned(),
+                self.request_timeout,
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspected: Vec<Option<ContainerInspectResponse>> = stream::iter(ids)
+            .map(|id| async move { self.inspect_raw(&id).await })
+            .buffer_unordered(INSPECT_PARALLELISM)
+            .try_collect()
+            .await?;
+        let mut out: Vec<ObservedContainer> = inspected
+            .into_iter()
+            .flatten()
+            .map(observed_container)
+            // Labels can change only by re-creation, but a container listed by a stale name
+            // filter must not slip through.
+            .filter(|c| filter.matches(&c.labels))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn inspect_container(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<ObservedContainer>, DriverError> {
+        Ok(self.inspect_raw(id_or_name).await?.map(observed_container))
+    }
+
+    async fn create_container(&self, spec: &ContainerCreate) -> Result<String, DriverError> {
+        let body = create_body(spec);
+        let options =
+            CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let created = self
+            .call(
+                || format!("image {}", spec.image),
+                self.request_timeout,
+                self.docker.create_container(Some(options), body),
+            )
+            .await
+            .map_err(|e| match e {
+                DriverError::Conflict { .. } => DriverError::NameInUse { name: spec.name.clone() },
+                e => e,
+            })?;
+        let id = created.id;
+        // API 1.41 takes one network at create time; connect the others now.
+        for network in spec.networks.iter().skip(1) {
+            let request = NetworkConnectRequest {
+                container: id.clone(),
+                endpoint_config: Some(EndpointSettings::default()),
+            };
+            let connected = self
+                .call(
+                    || format!("network {network}"),
+                    self.request_timeout,
+                    self.docker.connect_network(network, request),
+                )
+                .await;
+            if let Err(e) = connected {
+                // Leave nothing half-made behind; the next reconcile creates it again.
+                if let Err(cleanup) = self.remove_container(&id).await {
+                    tracing::warn!(error = %cleanup, container = %id, "removing a container whose network connect failed");
+                }
+                return Err(e);
+            }
+        }
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), DriverError> {
+        self.call(
+            || format!("container {id}"),
+            self.request_timeout,
+            self.docker.start_container(id, None),
+        )
+        .await
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DriverError> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptions { t: Some(secs), signal: None };
+        self.call(
+            || format!("stop container {id}"),
+            grace + self.request_timeout,
+            self.docker.stop_container(id, Some(options)),
+        )
+        .await
+        .map_err(|e| match e {
+            DriverError::NotFound { .. } => {
+                DriverError::NotFound { what: format!("container {id}") }
+            }
+            e => e,
+        })
+    }
+
+    async fn kill_container(&self, id: &str, signal: Option<&str>) -> Result<(), DriverError> {
+        let options = KillContainerOptions { signal: signal.unwrap_or("SIGKILL").to_owned() };
+        self.call(
+            || format!("container {id}"),
+            self.request_timeout,
+            self.docker.kill_container(id, Some(options)),
+        )
+        .await
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), DriverError> {
+        let options = RemoveContainerOptions { force: true, v: false, link: false };
+        let result = self
+            .call(
+                || format!("container {id}"),
+                self.request_timeout,
+                self.docker.remove_container(id, Some(options)),
+            )
+            .await;
+        match result {
+            Ok(()) | Err(DriverError::NotFound { .. }) => Ok(()),
+            Err(DriverError::Conflict { message }) if message.contains("already in progress") => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ObservedImage>, DriverError> {
+        let result = self
+            .call(
+                || format!("image {reference}"),
+                self.request_timeout,
+                self.docker.inspect_image(reference),
+            )
+            .await;
+        match result {
+            Ok(image) => Ok(Some(observed_image(image))),
+            Err(DriverError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_images(&self) -> Result<Vec<ObservedImage>, DriverError> {
+        let images = self
+            .call(
+                || "images".to_owned(),
+                self.request_timeout,
+                self.docker.list_images(Some(ListImagesOptions::default())),
+            )
+            .await?;
+        Ok(images.into_iter().map(summary_image).collect())
+    }
+
+    fn pull_image(&self, reference: &str, credentials: Option<RegistryCredentials>) -> PullStream {
+        let image = reference.to_owned();
+        let parsed = match ImageReference::parse(reference) {
+            Ok(r) => r,
+            Err(source) => {
+                return stream::once(async move {
+                    Err(DriverError::InvalidReference { reference: image, source })
+                })
+                .boxed();
+            }
+        };
+        // Docker pulls every tag when none is given: always name one (or the digest).
+        let tag = parsed.digest.clone().unwrap_or_else(|| parsed.tag_or_latest().to_owned());
+        let options = CreateImageOptions {
+            from_image: Some(parsed.repository()),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let credentials = credentials.map(|c| DockerCredentials {
+            username: Some(c.username),
+            password: Some(c.password),
+            serveraddress: Some(c.server_address),
+            ..Default::default()
+        });
+        let this = self.clone();
+        let start = async move {
+            this.ensure_negotiated().await?;
+            let host = this.host.clone();
+            let image_for_errors = image.clone();
+            let progress = this
+                .docker
+                .create_image(Some(options), None, credentials)
+                .map_ok(|info| PullProgress {
+                    layer: info.id,
+                    status: info.status.unwrap_or_default(),
+                    current: info
+                        .progress_detail
+                        .as_ref()
+                        .and_then(|p| p.current)
+                        .and_then(|n| u64::try_from(n).ok()),
+                    total: info
+                        .progress_detail
+                        .as_ref()
+                        .and_then(|p| p.total)
+                        .and_then(|n| u64::try_from(n).ok()),
+                })
+                .map_err(move |e| pull_error(&host, &image_for_errors, e));
+            Ok::<_, DriverError>(progress)
+        };
+        // One error ends the stream.
+        stream::once(start)
+            .try_flatten()
+            .scan(false, |failed, item| {
+                let out = if *failed { None } else { Some(item) };
+                if matches!(out, Some(Err(_))) {
+                    *failed = true;
+                }
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+
+    async fn remove_image(&self, reference: &str, force: bool) -> Result<(), DriverError> {
+        let options = RemoveImageOptions { force, noprune: false, ..Default::default() };
+        let result = self
+            .call(
+                || format!("image {reference}"),
+                self.request_timeout,
+                self.docker.remove_image(reference, Some(options), None),
+            )
+            .await;
+        match result {
+            Ok(_) | Err(DriverError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn events(&self, since_nano: Option<i64>) -> EventStream {
+        let filters =
+            HashMap::from([("type".to_owned(), vec!["container".to_owned(), "image".to_owned()])]);
+        let options = EventsOptions {
+            since: since_nano.map(|n| {
+                format!("{}.{:09}", n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000))
+            }),
+            until: None,
+            filters: Some(filters),
+        };
+        let this = self.clone();
+        let start = async move {
+            this.ensure_negotiated().await?;
+            let host = this.host.clone();
+            let events = this
+                .docker
+                .events(Some(options))
+                .map_ok(engine_event)
+                .map_err(move |e| map_bollard_error(&host, e, || "events".to_owned()));
+            Ok::<_, DriverError>(events)
+        };
+        stream::once(start)
+            .try_flatten()
+            .scan(false, |failed, item| {
+                let out = if *failed { None } else { Some(item) };
+                if matches!(out, Some(Err(_))) {
+                    *failed = true;
+                }
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+}
+
+/// Maps a bollard error to a [`DriverError`]; `what` names the object for not-found errors.
+fn map_bollard_error(host: &str, e: BollardError, what: impl FnOnce() -> String) -> DriverError {
+    match e {
+        BollardError::DockerResponseServerError { status_code, message } => match status_code {
+            404 => DriverError::NotFound { what: what() },
+            409 => DriverError::Conflict { message },
+            400 | 403 | 406 | 422 => DriverError::Rejected { message },
+            s if s >= 500 => DriverError::Engine { status: s, message },
+            s => DriverError::Rejected { message: format!("HTTP {s}: {message}") },
+        },
+        BollardError::RequestTimeoutError => DriverError::EngineUnreachable {
+            host: host.to_owned(),
+            source: "no answer in time".into(),
+        },
+        e @ (BollardError::HyperLegacyError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HttpClientError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::SocketNotFoundError(_)) => {
+            DriverError::EngineUnreachable { host: host.to_owned(), source: Box::new(e) }
+        }
+        e => DriverError::Protocol { source: Box::new(e) },
+    }
+}
+
+/// Maps an error of a pull: registry errors arrive as messages, classified here once so that
+/// callers can use [`DriverError::is_transient`] instead of reading them.
+fn pull_error(host: &str, image: &str, e: BollardError) -> DriverError {
+    let (message, status) = match e {
+        BollardError::DockerStreamError { error } => (error, None),
+        BollardError::DockerResponseServerError { status_code, message } => {
+            (message, Some(status_code))
+        }
+        e => return map_bollard_error(host, e, || format!("image {image}")),
+    };
+    let lower = message.to_ascii_lowercase();
+    let image = image.to_owned();
+    if ["unauthorized", "authentication required", "no basic auth credentials", "denied"]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        DriverError::RegistryAuth { image, message }
+    } else if status == Some(404)
+        || ["manifest unknown", "not found", "name unknown"].iter().any(|m| lower.contains(m))
+    {
+        DriverError::ImageNotFound { image, message }
+    } else {
+        DriverError::Pull { image, message }
+    }
+}
+
+/// A Docker timestamp, or `None` for Docker's "never" (year 1) and unparsable ones.
+fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
+    let t = DateTime::parse_from_rfc3339(s?).ok()?.with_timezone(&Utc);
+    (t.year() > 1).then_some(t)
+}
+
+/// Parses a `80/tcp` port key.
+fn port_key(key: &str) -> Option<(u16, Protocol)> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    Some((port.parse().ok()?, Protocol::from_docker(proto)?))
+}
+
+fn bound_ports(map: Option<PortMap>) -> Vec<BoundPort> {
+    let mut out: Vec<BoundPort> = map
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, bindings)| Some((port_key(&key)?, bindings?)))
+        .flat_map(|((container_port, protocol), bindings)| {
+            bindings.into_iter().filter_map(move |b| {
+                Some(BoundPort {
+                    container_port,
+                    protocol,
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port: b.host_port?.parse().ok()?,
+                })
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn observed_container(c: ContainerInspectResponse) -> ObservedContainer {
+    let state = c.state.unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    ObservedContainer {
+        id: c.id.unwrap_or_default(),
+        name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+        labels: config.labels.unwrap_or_default(),
+        image: config.image.unwrap_or_default(),
+        image_id: c.image.unwrap_or_default(),
+        state: state
+            .status
+            .map_or(ContainerState::Unknown, |s| ContainerState::from_docker(s.as_ref())),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .and_then(|s| Health::from_docker(s.as_ref())),
+        exit_code: state.exit_code,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        error: state.error.filter(|e| !e.is_empty()),
+        created_at: c.created,
+        started_at: timestamp(state.started_at.as_deref()),
+        finished_at: timestamp(state.finished_at.as_deref()),
+        restart_count: c.restart_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        ports: bound_ports(c.network_settings.and_then(|n| n.ports)),
+    }
+}
+
+fn observed_image(i: ImageInspect) -> ObservedImage {
+    ObservedImage {
+        id: i.id.unwrap_or_default(),
+        repo_tags: i.repo_tags.unwrap_or_default(),
+        repo_digests: i.repo_digests.unwrap_or_default(),
+        size: i.size.unwrap_or(0),
+        labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+        created_at: i.created,
+    }
+}
+
+fn summary_image(i: ImageSummary) -> ObservedImage {
+    ObservedImage {
+        id: i.id,
+        repo_tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+        repo_digests: i.repo_digests.into_iter().filter(|d| d != "<none>@<none>").collect(),
+        size: i.size,
+        labels: i.labels,
+        created_at: DateTime::from_timestamp(i.created, 0),
+    }
+}
+
+fn engine_event(e: EventMessage) -> EngineEvent {
+    let actor = e.actor.unwrap_or_default();
+    EngineEvent {
+        kind: match e.typ {
+            Some(EventMessageTypeEnum::CONTAINER) => EventKind::Container,
+            Some(EventMessageTypeEnum::IMAGE) => EventKind::Image,
+            other => EventKind::Other(other.map(|t| t.to_string()).unwrap_or_default()),
+        },
+        action: e.action.unwrap_or_default(),
+        id: actor.id.unwrap_or_default(),
+        attributes: actor.attributes.unwrap_or_default(),
+        time_nano: e
+            .time_nano
+            .or_else(|| e.time.map(|t| t.saturating_mul(1_000_000_000)))
+            .unwrap_or(0),
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The create request for a [`ContainerCreate`].
+fn create_body(spec: &ContainerCreate) -> ContainerCreateBody {
+    let mut port_bindings: PortMap = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        let binding = PortBinding {
+            host_ip: p.host_ip.clone(),
+            host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+        };
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: m.source.clone(),
+            typ: Some(match m.kind {
+                MountKind::Volume => MountType::VOLUME,
+                MountKind::Bind => MountType::BIND,
+                MountKind::Tmpfs => MountType::TMPFS,
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    let restart_policy = match spec.restart_policy {
+        RestartPolicy::No => bollard::models::RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        },
+        RestartPolicy::Always => bollard::models::RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ALWAYS),
+            maximum_retry_count: None,
+        },
+        RestartPolicy::UnlessStopped => bollard::models::RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        },
+        RestartPolicy::OnFailure { max_retries } => bollard::models::RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: max_retries.map(i64::from),
+        },
+    };
+    let healthcheck = spec.healthcheck.as_ref().map(|h| {
+        let test = if h.command.is_empty() {
+            vec!["NONE".to_owned()]
+        } else {
+            std::iter::once("CMD".to_owned()).chain(h.command.iter().cloned()).collect()
+        };
+        HealthConfig {
+            test: Some(test),
+            interval: h.interval.map(nanos),
+            timeout: h.timeout.map(nanos),
+            retries: h.retries.map(i64::from),
+            start_period: h.start_period.map(nanos),
+            start_interval: None,
+        }
+    });
+    let network_mode = spec.networks.first().cloned().or_else(|| spec.network_mode.clone());
+    let networking_config = spec.networks.first().map(|n| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(n.clone(), EndpointSettings::default())])),
+    });
+    let devices = spec
+        .devices
+        .iter()
+        .map(|d| bollard::models::DeviceMapping {
+            path_on_host: Some(d.host_path.clone()),
+            path_in_container: Some(
+                d.container_path.clone().unwrap_or_else(|| d.host_path.clone()),
+            ),
+            cgroup_permissions: Some(d.permissions.clone().unwrap_or_else(|| "rwm".to_owned())),
+        })
+        .collect::<Vec<_>>();
+    let host_config = HostConfig {
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        restart_policy: Some(restart_policy),
+        nano_cpus: spec.resources.nano_cpus,
+        memory: spec.resources.memory_bytes,
+        pids_limit: spec.resources.pids_limit,
+        init: spec.init.then_some(true),
+        network_mode,
+        privileged: spec.privileged.then_some(true),
+        pid_mode: spec.pid_mode.clone(),
+        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+        devices: (!devices.is_empty()).then_some(devices),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.cmd.clone(),
+        env: (!spec.env.is_empty())
+            .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::config::TlsConfig;
+    use crate::docker::types::{Healthcheck, MountSpec, PortPublish};
+
+    #[test]
+    fn an_unsupported_scheme_is_a_config_error() {
+        let config = DockerConfig::default().with_host("ssh://somewhere");
+        let err = BollardDriver::new(&config).expect_err("must fail");
+        assert!(matches!(err, DriverError::Config { .. }), "{err:?}");
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn tls_without_certificate_files_is_a_config_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = DockerConfig {
+            host: "tcp://127.0.0.1:2376".into(),
+            tls: Some(TlsConfig { cert_path: dir.path().to_owned() }),
+            ..DockerConfig::default()
+        };
+        let err = BollardDriver::new(&config).expect_err("must fail");
+        let chain = format!(
+            "{}",
+            std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(chain.contains("ca.pem"), "{chain}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_an_unreachable_engine() {
+        let config = DockerConfig::default().with_host("unix:///nonexistent/berth-test.sock");
+        let err = BollardDriver::connect(&config).await.expect_err("must fail");
+        assert!(err.is_unreachable(), "{err:?}");
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("unix:///nonexistent/berth-test.sock"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_tcp_connection_is_an_unreachable_engine() {
+        // Bind then drop a listener to find a port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let config = DockerConfig::default().with_host(format!("tcp://127.0.0.1:{port}"));
+        let driver = BollardDriver::new(&config).expect("config is valid");
+        let err = driver.ping().await.expect_err("must fail");
+        assert!(err.is_unreachable(), "{err:?}");
+    }
+
+    #[test]
+    fn pull_errors_are_classified_from_registry_messages() {
+        let e = |m: &str| BollardError::DockerStreamError { error: m.to_owned() };
+        assert!(matches!(
+            pull_error(
+                "h",
+                "r/a:1",
+                e("Head \"http://r/v2/a/manifests/1\": no basic auth credentials")
+            ),
+            DriverError::RegistryAuth { .. }
+        ));
+        assert!(matches!(
+            pull_error("h", "r/a:1", e("unauthorized: authentication required")),
+            DriverError::RegistryAuth { .. }
+        ));
+        assert!(matches!(
+            pull_error("h", "r/a:9", e("manifest for r/a:9 not found: manifest unknown")),
+            DriverError::ImageNotFound { .. }
+        ));
+        let other =
+            pull_error("h", "r/a:1", e("dial tcp 127.0.0.1:1: connect: connection refused"));
+        assert!(matches!(other, DriverError::Pull { .. }));
+        assert!(other.is_transient());
+    }
+
+    #[test]
+    fn docker_never_timestamps_are_none() {
+        assert_eq!(timestamp(Some("0001-01-01T00:00:00Z")), None);
+        assert!(timestamp(Some("2026-11-27T12:21:26.43Z")).is_some());
+        assert_eq!(timestamp(None), None);
+    }
+
+    #[test]
+    fn the_create_body_carries_every_setting() {
+        let spec = ContainerCreate {
+            name: "berth_default_web".into(),
+            image: "berth-test/busybox:1".into(),
+            cmd: Some(vec!["sleep".into(), "60".into()]),
+            env: vec![("A".into(), "1".into())],
+            labels: HashMap::from([("k".into(), "v".into())]),
+            ports: vec![
+                PortPublish {
+                    container_port: 80,
+                    protocol: Protocol::Tcp,
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(8080),
+                },
+                PortPublish {
+                    container_port: 53,
+                    protocol: Protocol::Udp,
+                    host_ip: None,
+                    host_port: None,
+                },
+            ],
+            mounts: vec![MountSpec {
+                kind: MountKind::Tmpfs,
+                source: None,
+                target: "/run".into(),
+                read_only: false,
+            }],
+            restart_policy: RestartPolicy::OnFailure { max_retries: Some(3) },
+            healthcheck: Some(Healthcheck {
+                command: vec!["true".into()],
+                interval: Some(Duration::from_secs(2)),
+                timeout: None,
+                retries: Some(1),
+                start_period: None,
+            }),
+            stop_timeout: Some(Duration::from_secs(5)),
+            init: true,
+            networks: vec!["n1".into(), "n2".into()],
+            ..ContainerCreate::default()
+        };
+        let body = create_body(&spec);
+        assert_eq!(body.env, Some(vec!["A=1".to_owned()]));
+        let mut exposed = body.exposed_ports.clone().unwrap_or_default();
+        exposed.sort();
+        assert_eq!(exposed, vec!["53/udp".to_owned(), "80/tcp".to_owned()]);
+        let hc = body.host_config.clone().unwrap_or_default();
+        let bindings = hc.port_bindings.unwrap_or_default();
+        let web = bindings.get("80/tcp").cloned().flatten().unwrap_or_default();
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        assert_eq!(web[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(hc.init, Some(true));
+        assert_eq!(hc.network_mode.as_deref(), Some("n1"));
+        assert_eq!(hc.restart_policy.and_then(|r| r.maximum_retry_count), Some(3));
+        let health = body.healthcheck.unwrap_or_default();
+        assert_eq!(health.test, Some(vec!["CMD".to_owned(), "true".to_owned()]));
+        assert_eq!(health.interval, Some(2_000_000_000));
+        assert_eq!(body.stop_timeout, Some(5));
+    }
+
+    #[test]
+    fn port_keys_parse_with_protocol() {
+        assert_eq!(port_key("80/tcp"), Some((80, Protocol::Tcp)));
+        assert_eq!(port_key("53/udp"), Some((53, Protocol::Udp)));
+        assert_eq!(port_key("x/tcp"), None);
+    }
+}

@@ -7,16 +7,21 @@
 //! - [`Error`]: what a reconcile can fail with, classified for the retry policy.
 
 pub mod container;
+pub mod controller;
 pub mod image;
+
+pub use controller::{Controller, ControllerConfig};
 
 use std::fmt;
 use std::sync::Arc;
 
+use berth_schemas::condition::PROGRESSING;
 use berth_schemas::{
     Condition, ConditionStatus, ResourceKey, condition::set_condition,
     object::ConversionError as ObjectConversionError,
 };
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 use crate::docker::{CredentialStore, Driver, DriverError};
 use crate::store::{AuditEntry, AuditLog, AuditOutcome, ResourceStore, StoreError, WriteContext};
@@ -196,4 +201,61 @@ pub(crate) fn failure_condition(
         generation,
         now,
     )
+}
+
+/// Records a failed pass in status: `Degraded` with the error and the retry time.
+///
+/// # Errors
+///
+/// Store failures.
+pub async fn report_failure(
+    ctx: &Context,
+    key: &ResourceKey,
+    error: &Error,
+    retry_in: Duration,
+) -> Result<(), Error> {
+    let Some(stored) = ctx.store.get(key).await.map_err(store_err("get"))? else {
+        return Ok(());
+    };
+    let mut status = stored.status.clone();
+    if !status.is_object() {
+        status = serde_json::json!({});
+    }
+    let mut conditions: Vec<Condition> = status
+        .get("conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let now = Utc::now();
+    let generation = stored.metadata.generation;
+    berth_schemas::condition::set_condition(
+        &mut conditions,
+        failure_condition(error, retry_in, generation, now),
+    );
+    berth_schemas::condition::set_condition(
+        &mut conditions,
+        condition(
+            PROGRESSING,
+            ConditionStatus::False,
+            error.reason(),
+            String::new(),
+            generation,
+            now,
+        ),
+    );
+    if let Some(map) = status.as_object_mut() {
+        map.insert(
+            "conditions".into(),
+            serde_json::to_value(&conditions).unwrap_or(serde_json::Value::Null),
+        );
+        if let Some(g) = generation {
+            map.insert("observedGeneration".into(), g.into());
+        }
+    }
+    if status != stored.status {
+        ctx.store
+            .update_status(&WriteContext::controller(), key, status)
+            .await
+            .map_err(store_err("update status"))?;
+    }
+    Ok(())
 }

@@ -12,5 +12,6 @@
 //! reconcilers.
 pub mod docker;
 pub mod labels;
+pub mod reconcile;
 pub mod runtime;
 pub mod store;

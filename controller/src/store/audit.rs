@@ -612,9 +612,8 @@ mod tests {
         assert_eq!(diff, vec!["spec.env".to_owned(), "metadata.labels".to_owned()]);
         assert!(!format!("{diff:?}").contains("s3cret"));
         old.status = json!({"ready": true});
-        assert_eq!(
-            changed_paths(Some(&new), Some(&old)).last().map(String::as_str),
-            Some("status.ready")
-        );
+        let mut newer = old.clone();
+        newer.status = json!({"ready": false, "message": "pulling"});
+        assert_eq!(changed_paths(Some(&old), Some(&newer)), vec!["status.message", "status.ready"]);
     }
 }

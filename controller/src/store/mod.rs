@@ -79,7 +79,9 @@ pub trait ResourceStore: Send + Sync + std::fmt::Debug {
     /// Creates the object or updates it (kubectl apply): `generation` moves only when `spec`
     /// changes; labels and annotations are replaced; a request equal to what is stored writes
     /// nothing and reports [`WriteOutcome::Unchanged`]. When the request names
-    /// `metadata.resourceVersion`, it must be the current one.
+    /// `metadata.resourceVersion`, it must be the current one, or one that only status and
+    /// finalizer writes have moved past (those cannot be overwritten by this write, so they do
+    /// not make it conflict).
     ///
     /// # Errors
     ///

@@ -28,8 +28,12 @@ pub(crate) const REFRESH: usize = 4;
 pub(crate) const FAMILIES: usize = 5;
 pub(crate) const TOKENS: usize = 6;
 pub(crate) const TOKEN_HASHES: usize = 7;
+/// Per resource, the revision of its last spec/labels/annotations write: what a
+/// `resourceVersion` precondition is checked against, so that status and finalizer writes in
+/// between do not make a spec write conflict.
+pub(crate) const SPEC_VERSIONS: usize = 8;
 /// Tree names, in index order.
-pub(crate) const TREE_NAMES: [&str; 8] = [
+pub(crate) const TREE_NAMES: [&str; 9] = [
     "resources",
     "audit",
     "meta",
@@ -38,6 +42,7 @@ pub(crate) const TREE_NAMES: [&str; 8] = [
     "refresh_families",
     "api_tokens",
     "api_token_hashes",
+    "spec_versions",
 ];
 
 /// Meta keys.
@@ -360,6 +365,40 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    /// Records that the spec, labels or annotations of `key` were written at the current
+    /// revision.
+    fn mark_spec_write(&mut self, key: &ResourceKey) -> JobResult<()> {
+        self.tree(SPEC_VERSIONS)
+            .insert(resource_key(key), &self.counters.revision.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Whether a write naming `expected` as its `resourceVersion` may go ahead: `expected` is
+    /// the current version, or no spec, labels or annotations write happened since it (only
+    /// status or finalizer writes, which the caller's change cannot overwrite).
+    fn precondition_holds(
+        &self,
+        key: &ResourceKey,
+        current: &DynamicObject,
+        expected: &str,
+    ) -> JobResult<bool> {
+        if current.metadata.resource_version.as_deref() == Some(expected) {
+            return Ok(true);
+        }
+        let Ok(expected) = expected.parse::<u64>() else {
+            return Ok(false);
+        };
+        let current_rv = current.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
+        let spec_rv = self
+            .tree(SPEC_VERSIONS)
+            .get(resource_key(key))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes));
+        Ok(match (spec_rv, current_rv) {
+            (Some(spec_rv), Some(current_rv)) => spec_rv <= expected && expected <= current_rv,
+            _ => false,
+        })
+    }
+
     fn emit(&mut self, event_type: EventType, object: &DynamicObject) {
         self.events.push(WatchEvent {
             revision: self.counters.revision,
@@ -428,13 +467,14 @@ impl<'a> Batch<'a> {
                 meta.deletion_timestamp = None;
                 meta.finalizers = finalizers;
                 self.store(&object)?;
+                self.mark_spec_write(&key)?;
                 self.audit_resource(ctx, verbs::CREATE, None, Some(&object))?;
                 self.emit(EventType::Added, &object);
                 Ok(self.result(WriteOutcome::Created, None, object))
             }
             (Some(old), _) => {
                 if let Some(expected) = wanted_rv
-                    && old.metadata.resource_version.as_deref() != Some(expected.as_str())
+                    && !self.precondition_holds(&key, &old, &expected)?
                 {
                     let actual = old.metadata.resource_version.clone();
                     return Err(StoreError::Conflict { key, expected, actual }.into());
@@ -459,6 +499,7 @@ impl<'a> Batch<'a> {
                     object.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 self.store(&object)?;
+                self.mark_spec_write(&key)?;
                 self.audit_resource(ctx, verbs::UPDATE, Some(&old), Some(&object))?;
                 self.emit(EventType::Modified, &object);
                 Ok(self.result(WriteOutcome::Configured, Some(old), object))
@@ -490,6 +531,7 @@ impl<'a> Batch<'a> {
     ) -> JobResult<WriteResult> {
         let revision = self.next_revision();
         self.tree(RESOURCES).remove(resource_key(&old.key()))?;
+        self.tree(SPEC_VERSIONS).remove(resource_key(&old.key()))?;
         let mut last = old.clone();
         last.metadata.resource_version = Some(revision.to_string());
         self.audit_resource(ctx, verb, Some(&old), None)?;

@@ -1,0 +1,50 @@
+//! Helpers shared by the store tests: objects to write, a store on a temporary directory.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use berth_controller::store::{SledStore, StoreConfig, WriteContext};
+use berth_schemas::{API_VERSION, DynamicObject, Kind, ObjectMeta, ResourceKey};
+use serde_json::json;
+
+/// A Container object with an image, in the default namespace.
+pub fn container(name: &str, image: &str) -> DynamicObject {
+    DynamicObject {
+        api_version: API_VERSION.into(),
+        kind: Kind::Container,
+        metadata: ObjectMeta::named(name),
+        spec: json!({ "image": image }),
+        status: serde_json::Value::Null,
+    }
+}
+
+/// The same with labels.
+pub fn labelled(name: &str, labels: &[(&str, &str)]) -> DynamicObject {
+    let mut o = container(name, "nginx:1");
+    o.metadata.labels = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    o
+}
+
+/// The key of a default-namespace Container.
+pub fn key(name: &str) -> ResourceKey {
+    ResourceKey::new(Kind::Container, "default", name)
+}
+
+/// A person writing through the REST API.
+pub fn alice() -> WriteContext {
+    WriteContext::rest_user("alice")
+}
+
+/// Opens a store in `dir` with default settings.
+pub fn open(dir: &Path) -> SledStore {
+    SledStore::open(StoreConfig::new(dir))
+        .unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
+}
+
+/// Opens a store with a small watch buffer and history.
+pub fn open_with(dir: &Path, history: usize, buffer: usize) -> SledStore {
+    let mut config = StoreConfig::new(dir);
+    config.watch_history = history;
+    config.watch_buffer = buffer;
+    SledStore::open(config).unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
+}

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::StoreResult;
 use super::config::StoreConfig;
-use super::engine::{META_AUDIT_HEAD, SledStore, TREE_NAMES};
+use super::engine::{META_AUDIT_HEAD, SledStore, TREE_NAMES, open_engine_for_restore};
 use super::error::{EngineError, StoreError};
 
 const MAGIC: &[u8; 8] = b"BERTHBK1";
@@ -326,11 +326,10 @@ pub fn restore(path: &Path, config: &StoreConfig) -> StoreResult<BackupSummary> 
             data_dir: dir.clone(),
             source: EngineError::new(e),
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .open()
-            .map_err(open_err)?;
+        let db = open_engine_for_restore(
+            &sled::Config::new().path(dir).cache_capacity(config.cache_bytes),
+        )
+        .map_err(open_err)?;
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))

@@ -48,3 +48,20 @@ pub fn open_with(dir: &Path, history: usize, buffer: usize) -> SledStore {
     config.watch_buffer = buffer;
     SledStore::open(config).unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
 }
+
+/// Opens the sled database under a closed store directly (to tamper with it), waiting for
+/// sled's I/O threads of the previous handle to let go of the directory lock.
+pub fn raw_sled(dir: &Path) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 40 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}

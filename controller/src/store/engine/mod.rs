@@ -134,8 +134,7 @@ impl SledStore {
             .flush_every_ms(Some(1000));
         // sled can panic on some damaged files instead of returning an error; a damaged data
         // directory must become an error naming it, not a crash.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sled_config.open()));
-        let db = match opened {
+        let db = match open_engine(&sled_config) {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Corruption { at, .. })) => {
                 return Err(corrupt(format!("the engine found corrupt data at {at:?}")));
@@ -356,6 +355,32 @@ impl SledStore {
     /// As [`AuditLog::query`].
     pub fn query_audit_blocking(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
         self.core.query_audit(query)
+    }
+}
+
+/// Opens sled, turning a panic on damaged files into an error, and waiting briefly for the
+/// directory lock: sled's I/O threads can hold it for a moment after the previous handle in this
+/// process was dropped. Another process holding it still fails after that.
+fn open_engine(config: &sled::Config) -> std::thread::Result<sled::Result<sled::Db>> {
+    let mut attempts = 0;
+    loop {
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+        match opened {
+            Ok(Err(sled::Error::Io(ref e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 40 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(crate) fn open_engine_for_restore(config: &sled::Config) -> sled::Result<sled::Db> {
+    match open_engine(config) {
+        Ok(result) => result,
+        Err(_) => Err(sled::Error::Unsupported("the engine crashed while opening".into())),
     }
 }
 

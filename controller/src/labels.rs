@@ -41,19 +41,16 @@ pub fn container_name(namespace: &str, name: &str) -> String {
     format!("berth_{namespace}_{name}")
 }
 
-/// The labels berth puts on the object it makes for a resource, user labels first so that
-/// berth's own can never be overridden by them.
+/// The labels berth puts on the object it makes for a resource: the user's labels, then
+/// berth's ownership labels, which overwrite any user label of the same key.
 pub fn ownership_labels(
     key: &ResourceKey,
     uid: &str,
     spec_hash: &str,
     user: &BTreeMap<String, String>,
 ) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = user
-        .iter()
-        .filter(|(k, _)| !k.starts_with("dev.berth."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut labels: HashMap<String, String> =
+        user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
     labels.insert(KIND.into(), key.kind.as_str().into());
     labels.insert(NAMESPACE.into(), key.namespace.clone());

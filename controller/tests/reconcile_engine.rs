@@ -1,0 +1,403 @@
+//! The whole controller (runtime, triggers, reconcilers) against the real sled store in a temp
+//! dir, the real bollard driver and the Docker Engine and loopback registries of
+//! `scripts/test-env up`. These tests fail (they do not skip) without that environment.
+//!
+//! Every test works in its own namespace, so its containers are `berth_<ns>_<name>`; every
+//! container carries the `dev.berth.test` label; cleanup runs whether the test passed or not.
+//! Convergence is asserted by polling with a generous timeout, never by timing.
+
+mod support;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_controller::docker::{
+    BollardDriver, ContainerCreate, ContainerFilter, CredentialStore, Driver, ObservedContainer,
+};
+use berth_controller::labels;
+use berth_controller::reconcile::{Controller, ControllerConfig};
+use berth_controller::store::{ResourceStore, SledStore, StoreConfig, WriteContext};
+use berth_schemas::condition::{DEGRADED, READY, find_condition};
+use berth_schemas::{
+    API_VERSION, Condition, ConditionStatus, DynamicObject, Kind, ObjectMeta, ResourceKey,
+};
+use serde_json::{Value, json};
+use support::{Cleanup, TEST_LABEL, TestEnv, within};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long convergence may take before a test fails. Generous: the machine is noisy.
+const CONVERGE_SECS: u64 = 60;
+
+/// One controller at a time: a controller removes every berth-labelled container whose
+/// resource is not in *its* store (orphans), so two controllers with separate stores on one
+/// Engine would remove each other's containers. That is right for berth (one per host) and
+/// wrong for parallel tests.
+static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Running {
+    env: TestEnv,
+    driver: BollardDriver,
+    store: SledStore,
+    namespace: String,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+    cleanup: Cleanup,
+    _dir: tempfile::TempDir,
+    /// Last, so that it is released after the cleanup above ran.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn start(credentials: CredentialStore) -> Running {
+    let serial = ONE_CONTROLLER.lock().await;
+    let env = TestEnv::load();
+    let driver = env.driver().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open(StoreConfig::new(dir.path())).expect("store opens");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = format!("bt-{}", &id[..10]);
+    let controller = Controller::new(
+        Arc::new(store.clone()),
+        Arc::new(driver.clone()),
+        Arc::new(credentials),
+        ControllerConfig { relist_every: Duration::from_secs(5), ..ControllerConfig::default() },
+    );
+    let mut ready = controller.readiness();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(controller.run(shutdown.clone()));
+    within(30, "the controller to become ready", ready.wait_for(|r| *r))
+        .await
+        .expect("readiness sender alive");
+    let cleanup = Cleanup::new(&driver);
+    Running {
+        env,
+        driver,
+        store,
+        namespace,
+        shutdown,
+        handle: Some(handle),
+        cleanup,
+        _dir: dir,
+        _serial: serial,
+    }
+}
+
+impl Running {
+    fn key(&self, kind: Kind, name: &str) -> ResourceKey {
+        ResourceKey::new(kind, &self.namespace, name)
+    }
+
+    fn container_name(&self, name: &str) -> String {
+        labels::container_name(&self.namespace, name)
+    }
+
+    async fn apply(&mut self, kind: Kind, name: &str, mut spec: Value) {
+        if kind == Kind::Container {
+            spec["labels"] = json!({ TEST_LABEL: self.namespace });
+            self.cleanup.container(self.container_name(name));
+        }
+        let obj = DynamicObject {
+            api_version: API_VERSION.into(),
+            kind,
+            metadata: ObjectMeta { namespace: self.namespace.clone(), ..ObjectMeta::named(name) },
+            spec,
+            status: Value::Null,
+        };
+        self.store.apply(&WriteContext::rest_user("tester"), obj).await.expect("apply");
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) {
+        self.store
+            .delete(&WriteContext::rest_user("tester"), &self.key(kind, name))
+            .await
+            .expect("delete");
+    }
+
+    async fn get(&self, kind: Kind, name: &str) -> Option<DynamicObject> {
+        self.store.get(&self.key(kind, name)).await.expect("store get")
+    }
+
+    async fn condition(&self, kind: Kind, name: &str, type_: &str) -> Option<Condition> {
+        let obj = self.get(kind, name).await?;
+        let conditions: Vec<Condition> =
+            serde_json::from_value(obj.status.get("conditions")?.clone()).ok()?;
+        find_condition(&conditions, type_).cloned()
+    }
+
+    /// Every container of this test's namespace that berth manages.
+    async fn managed(&self) -> Vec<ObservedContainer> {
+        let filter = ContainerFilter::managed().with_label(labels::NAMESPACE, &self.namespace);
+        self.driver.list_containers(&filter).await.expect("list containers")
+    }
+
+    async fn one(&self, name: &str) -> Option<ObservedContainer> {
+        let mine: Vec<_> = self
+            .managed()
+            .await
+            .into_iter()
+            .filter(|c| c.label(labels::NAME) == Some(name))
+            .collect();
+        assert!(mine.len() <= 1, "duplicate containers for {name}: {mine:?}");
+        mine.into_iter().next()
+    }
+
+    /// Polls `check` until it gives `Some`, failing the test after [`CONVERGE_SECS`].
+    async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        within(CONVERGE_SECS, what, async {
+            loop {
+                if let Some(v) = check().await {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+    }
+
+    async fn running(&self, name: &str) -> ObservedContainer {
+        self.eventually(&format!("{name} to run"), || async {
+            self.one(name)
+                .await
+                .filter(|c| c.state == berth_controller::docker::ContainerState::Running)
+        })
+        .await
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            within(60, "the controller to shut down", handle).await.expect("controller task");
+        }
+    }
+}
+
+fn sleeper(image: &str) -> Value {
+    json!({"image": image, "command": ["sleep", "600"], "init": true, "stopGracePeriodSeconds": 2})
+}
+
+#[tokio::test]
+async fn create_update_stop_start_and_delete_converge_on_the_real_engine() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    t.apply(Kind::Container, "web", sleeper(&image)).await;
+    let first = t.running("web").await;
+    assert_eq!(first.name, t.container_name("web"));
+    t.eventually("web to be Ready", || async {
+        t.condition(Kind::Container, "web", READY)
+            .await
+            .filter(|c| c.status == ConditionStatus::True)
+    })
+    .await;
+
+    // Update: a different spec replaces the container.
+    let mut spec = sleeper(&image);
+    spec["env"] = json!([{"name": "VERSION", "value": "2"}]);
+    t.apply(Kind::Container, "web", spec.clone()).await;
+    let second = t
+        .eventually("web to be replaced", || async {
+            t.one("web").await.filter(|c| {
+                c.id != first.id && c.state == berth_controller::docker::ContainerState::Running
+            })
+        })
+        .await;
+
+    // Stop, then start again: the same container.
+    spec["desiredState"] = json!("Stopped");
+    t.apply(Kind::Container, "web", spec.clone()).await;
+    t.eventually("web to stop", || async { t.one("web").await.filter(|c| !c.state.is_up()) }).await;
+    spec["desiredState"] = json!("Running");
+    t.apply(Kind::Container, "web", spec).await;
+    let again = t.running("web").await;
+    assert_eq!(again.id, second.id, "start must not replace");
+
+    // Delete: the container goes, then the resource.
+    t.delete(Kind::Container, "web").await;
+    t.eventually("web's container and resource to be gone", || async {
+        (t.one("web").await.is_none() && t.get(Kind::Container, "web").await.is_none())
+            .then_some(())
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_stopped_killed_or_removed_behind_berths_back_comes_back() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    t.apply(Kind::Container, "drift", sleeper(&image)).await;
+    let c = t.running("drift").await;
+
+    t.driver.stop_container(&c.id, Duration::from_secs(2)).await.expect("docker stop");
+    let after_stop = t.running("drift").await;
+    assert_eq!(after_stop.id, c.id, "a stopped container is started again, not replaced");
+
+    t.driver.kill_container(&c.id, None).await.expect("docker kill");
+    t.eventually("drift to run again after kill", || async {
+        t.one("drift").await.filter(|x| {
+            x.state == berth_controller::docker::ContainerState::Running
+                && x.started_at != after_stop.started_at
+        })
+    })
+    .await;
+
+    t.driver.remove_container(&c.id).await.expect("docker rm -f");
+    let recreated = t
+        .eventually("drift to be recreated after rm -f", || async {
+            t.one("drift").await.filter(|x| {
+                x.id != c.id && x.state == berth_controller::docker::ContainerState::Running
+            })
+        })
+        .await;
+    assert_eq!(recreated.name, t.container_name("drift"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_foreign_container_with_the_wanted_name_is_reported_and_left_alone() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    let name = t.container_name("clash");
+    let foreign = t
+        .driver
+        .create_container(&ContainerCreate {
+            name: name.clone(),
+            image: image.clone(),
+            cmd: Some(vec!["sleep".into(), "600".into()]),
+            init: true,
+            labels: [(TEST_LABEL.to_owned(), t.namespace.clone())].into(),
+            ..ContainerCreate::default()
+        })
+        .await
+        .expect("create the foreign container");
+    t.cleanup.container(foreign.clone());
+    t.apply(Kind::Container, "clash", sleeper(&image)).await;
+
+    let degraded = t
+        .eventually("a NameConflict condition", || async {
+            t.condition(Kind::Container, "clash", DEGRADED)
+                .await
+                .filter(|c| c.status == ConditionStatus::True && c.reason == "NameConflict")
+        })
+        .await;
+    assert!(degraded.message.contains(&foreign[..12]), "{}", degraded.message);
+    let still = t.driver.inspect_container(&foreign).await.expect("inspect").expect("still there");
+    assert!(!still.is_managed());
+    assert!(t.managed().await.is_empty(), "berth made no container of its own");
+
+    // Once the foreign container is gone, berth creates its own under the name.
+    t.driver.remove_container(&foreign).await.expect("remove foreign");
+    let own = t.running("clash").await;
+    assert_eq!(own.name, name);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_starts_only_after_its_dependency_is_ready() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    let mut web = sleeper(&image);
+    web["dependsOn"] = json!([{"name": "db"}]);
+    t.apply(Kind::Container, "web", web).await;
+    t.eventually("web to wait for db", || async {
+        t.condition(Kind::Container, "web", READY)
+            .await
+            .filter(|c| c.reason == "WaitingForDependencies")
+    })
+    .await;
+    assert!(t.one("web").await.is_none(), "web must not exist before db is Ready");
+
+    t.apply(Kind::Container, "db", sleeper(&image)).await;
+    let db = t.running("db").await;
+    let web = t.running("web").await;
+    let (Some(db_started), Some(web_created)) = (db.started_at, web.created_at) else {
+        panic!("timestamps missing: {db:?} {web:?}");
+    };
+    assert!(web_created >= db_started, "web was created before db started");
+    t.stop().await;
+}
+
+fn credentials(registry: &str, user: &str, password: &str, dir: &Path) -> CredentialStore {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let json = json!({"auths": {registry: {"auth": auth}}});
+    CredentialStore::parse(json.to_string().as_bytes(), &dir.join("config.json"))
+        .expect("credentials parse")
+}
+
+/// The image reference of the test image in `registry`, removed locally so that the next use
+/// is a real pull.
+async fn remote_image(t: &mut Running, registry: &str) -> String {
+    let path = t.env.image.split(':').next().unwrap_or("berth-test/busybox").to_owned();
+    let reference = format!("{registry}/{path}:1");
+    // Leftovers of an earlier run would make the pull a no-op.
+    let _ = t.driver.remove_image(&reference, false).await;
+    t.cleanup.image(reference.clone());
+    reference
+}
+
+#[tokio::test]
+async fn an_image_is_pulled_from_the_loopback_registry_and_its_digest_recorded() {
+    let mut t = start(CredentialStore::empty()).await;
+    let registry = t.env.registry.clone();
+    let reference = remote_image(&mut t, &registry).await;
+    t.apply(Kind::Image, "plain", json!({"reference": reference})).await;
+    let ready = t
+        .eventually("the image to be Present", || async {
+            t.condition(Kind::Image, "plain", READY)
+                .await
+                .filter(|c| c.status == ConditionStatus::True)
+        })
+        .await;
+    assert_eq!(ready.reason, "Present");
+    let obj = t.get(Kind::Image, "plain").await.expect("image resource");
+    assert!(obj.status["imageId"].as_str().is_some_and(|s| s.starts_with("sha256:")));
+    assert!(
+        obj.status["repoDigests"].to_string().contains("@sha256:"),
+        "a pulled image has a registry digest: {}",
+        obj.status
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_image_behind_auth_is_pulled_with_the_configured_credentials() {
+    let env = TestEnv::load();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds =
+        credentials(&env.auth_registry, &env.registry_user, &env.registry_password, dir.path());
+    let mut t = start(creds).await;
+    let registry = t.env.auth_registry.clone();
+    let reference = remote_image(&mut t, &registry).await;
+    t.apply(Kind::Container, "private", sleeper(&reference)).await;
+    let c = t.running("private").await;
+    assert_eq!(c.image, reference);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_registry_credential_gives_a_clear_condition() {
+    let env = TestEnv::load();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds = credentials(&env.auth_registry, &env.registry_user, "not-the-password", dir.path());
+    let mut t = start(creds).await;
+    let registry = t.env.auth_registry.clone();
+    let reference = remote_image(&mut t, &registry).await;
+    t.apply(Kind::Image, "denied", json!({"reference": reference})).await;
+    let degraded = t
+        .eventually("a RegistryAuthFailed condition", || async {
+            t.condition(Kind::Image, "denied", DEGRADED)
+                .await
+                .filter(|c| c.status == ConditionStatus::True)
+        })
+        .await;
+    assert_eq!(degraded.reason, "RegistryAuthFailed", "{}", degraded.message);
+    assert!(degraded.message.contains("next retry at"), "{}", degraded.message);
+    assert!(!degraded.message.contains("not-the-password"), "the secret must not leak");
+    t.stop().await;
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -42,7 +43,9 @@ const INSPECT_PARALLELISM: usize = 8;
 /// and one negotiated API version).
 #[derive(Debug, Clone)]
 pub struct BollardDriver {
-    docker: Docker,
+    /// Built on first use for a unix socket (bollard refuses a socket path that does not exist
+    /// yet, which is just an Engine that is not up); at once for tcp.
+    client: Arc<OnceLock<Docker>>,
     host: String,
     request_timeout: Duration,
     negotiated: Arc<AtomicBool>,
@@ -63,14 +66,14 @@ impl BollardDriver {
         };
         let timeout = TRANSPORT_TIMEOUT.as_secs();
         let version = bollard::API_DEFAULT_VERSION;
-        let docker = if host.starts_with("unix://") {
-            Docker::connect_with_unix(&host, timeout, version)
-                .map_err(|e| config_error(Box::new(e)))?
+        let client = Arc::new(OnceLock::new());
+        if host.starts_with("unix://") {
+            // Built lazily by `client()`.
         } else if host.starts_with("tcp://")
             || host.starts_with("http://")
             || host.starts_with("https://")
         {
-            match &config.tls {
+            let docker = match &config.tls {
                 Some(tls) => {
                     let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| tls.cert_path.join(f));
                     if let Some(missing) = files.iter().find(|f| !f.is_file()) {
@@ -84,9 +87,7 @@ impl BollardDriver {
                         ));
                     }
                     let [ca, cert, key] = &files;
-                    // The Engine is addressed as https://host:port.
-                    let addr = host.replacen("tcp://", "https://", 1);
-                    Docker::connect_with_ssl(&addr, key, cert, ca, timeout, version)
+                    Docker::connect_with_ssl(&host, key, cert, ca, timeout, version)
                         .map_err(|e| config_error(Box::new(e)))?
                 }
                 None if host.starts_with("https://") => {
@@ -98,18 +99,38 @@ impl BollardDriver {
                 }
                 None => Docker::connect_with_http(&host, timeout, version)
                     .map_err(|e| config_error(Box::new(e)))?,
-            }
+            };
+            let _ = client.set(docker);
         } else {
             return Err(config_error(
                 format!("unsupported scheme in {host:?}: use unix:// or tcp://").into(),
             ));
-        };
+        }
         Ok(Self {
-            docker,
+            client,
             host,
             request_timeout: config.request_timeout,
             negotiated: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The bollard client, built now if the unix socket has appeared since.
+    fn client(&self) -> Result<&Docker, DriverError> {
+        if let Some(docker) = self.client.get() {
+            return Ok(docker);
+        }
+        let docker = Docker::connect_with_unix(
+            &self.host,
+            TRANSPORT_TIMEOUT.as_secs(),
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| match e {
+            e @ BollardError::SocketNotFoundError(_) => {
+                DriverError::EngineUnreachable { host: self.host.clone(), source: Box::new(e) }
+            }
+            e => DriverError::Config { host: self.host.clone(), source: Box::new(e) },
+        })?;
+        Ok(self.client.get_or_init(|| docker))
     }
 
     /// Builds a driver and checks that the Engine answers, negotiating the API version.
@@ -135,7 +156,7 @@ impl BollardDriver {
             return Ok(());
         }
         let result =
-            tokio::time::timeout(self.request_timeout, self.docker.clone().negotiate_version())
+            tokio::time::timeout(self.request_timeout, self.client()?.clone().negotiate_version())
                 .await;
         match result {
             Ok(Ok(_)) => {
@@ -187,7 +208,7 @@ impl BollardDriver {
             .call(
                 || format!("container {id_or_name}"),
                 self.request_timeout,
-                self.docker.inspect_container(id_or_name, None),
+                self.client()?.inspect_container(id_or_name, None),
             )
             .await;
         match result {
@@ -201,7 +222,7 @@ impl BollardDriver {
 #[async_trait]
 impl Driver for BollardDriver {
     async fn ping(&self) -> Result<(), DriverError> {
-        self.call(|| "the Engine".to_owned(), self.request_timeout, self.docker.ping())
+        self.call(|| "the Engine".to_owned(), self.request_timeout, self.client()?.ping())
             .await
             .map(drop)
             .map_err(|e| match e {
@@ -212,13 +233,13 @@ impl Driver for BollardDriver {
 
     async fn version(&self) -> Result<EngineVersion, DriverError> {
         let v = self
-            .call(|| "the Engine".to_owned(), self.request_timeout, self.docker.version())
+            .call(|| "the Engine".to_owned(), self.request_timeout, self.client()?.version())
             .await?;
         Ok(EngineVersion {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
             min_api_version: v.min_api_version,
-            negotiated_api_version: self.docker.client_version().to_string(),
+            negotiated_api_version: self.client()?.client_version().to_string(),
             os: v.os.unwrap_or_default(),
             arch: v.arch.unwrap_or_default(),
         })
@@ -242,7 +263,7 @@ impl Driver for BollardDriver {
             .call(
                 || "containers".to_owned(),
                 self.request_timeout,
-                self.docker.list_containers(Some(options)),
+                self.client()?.list_containers(Some(options)),
             )
             .await?;
         let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
@@ -278,7 +299,7 @@ impl Driver for BollardDriver {
             .call(
                 || format!("image {}", spec.image),
                 self.request_timeout,
-                self.docker.create_container(Some(options), body),
+                self.client()?.create_container(Some(options), body),
             )
             .await
             .map_err(|e| match e {
@@ -296,7 +317,7 @@ impl Driver for BollardDriver {
                 .call(
                     || format!("network {network}"),
                     self.request_timeout,
-                    self.docker.connect_network(network, request),
+                    self.client()?.connect_network(network, request),
                 )
                 .await;
             if let Err(e) = connected {
@@ -314,7 +335,7 @@ impl Driver for BollardDriver {
         self.call(
             || format!("container {id}"),
             self.request_timeout,
-            self.docker.start_container(id, None),
+            self.client()?.start_container(id, None),
         )
         .await
     }
@@ -325,7 +346,7 @@ impl Driver for BollardDriver {
         self.call(
             || format!("stop container {id}"),
             grace + self.request_timeout,
-            self.docker.stop_container(id, Some(options)),
+            self.client()?.stop_container(id, Some(options)),
         )
         .await
         .map_err(|e| match e {
@@ -341,7 +362,7 @@ impl Driver for BollardDriver {
         self.call(
             || format!("container {id}"),
             self.request_timeout,
-            self.docker.kill_container(id, Some(options)),
+            self.client()?.kill_container(id, Some(options)),
         )
         .await
     }
@@ -352,7 +373,7 @@ impl Driver for BollardDriver {
             .call(
                 || format!("container {id}"),
                 self.request_timeout,
-                self.docker.remove_container(id, Some(options)),
+                self.client()?.remove_container(id, Some(options)),
             )
             .await;
         match result {
@@ -369,7 +390,7 @@ impl Driver for BollardDriver {
             .call(
                 || format!("image {reference}"),
                 self.request_timeout,
-                self.docker.inspect_image(reference),
+                self.client()?.inspect_image(reference),
             )
             .await;
         match result {
@@ -384,7 +405,7 @@ impl Driver for BollardDriver {
             .call(
                 || "images".to_owned(),
                 self.request_timeout,
-                self.docker.list_images(Some(ListImagesOptions::default())),
+                self.client()?.list_images(Some(ListImagesOptions::default())),
             )
             .await?;
         Ok(images.into_iter().map(summary_image).collect())
@@ -420,7 +441,7 @@ impl Driver for BollardDriver {
             let host = this.host.clone();
             let image_for_errors = image.clone();
             let progress = this
-                .docker
+                .client()?
                 .create_image(Some(options), None, credentials)
                 .map_ok(|info| PullProgress {
                     layer: info.id,
@@ -458,7 +479,7 @@ impl Driver for BollardDriver {
             .call(
                 || format!("image {reference}"),
                 self.request_timeout,
-                self.docker.remove_image(reference, Some(options), None),
+                self.client()?.remove_image(reference, Some(options), None),
             )
             .await;
         match result {
@@ -482,7 +503,7 @@ impl Driver for BollardDriver {
             this.ensure_negotiated().await?;
             let host = this.host.clone();
             let events = this
-                .docker
+                .client()?
                 .events(Some(options))
                 .map_ok(engine_event)
                 .map_err(move |e| map_bollard_error(&host, e, || "events".to_owned()));
@@ -596,10 +617,7 @@ fn observed_container(c: ContainerInspectResponse) -> ObservedContainer {
         state: state
             .status
             .map_or(ContainerState::Unknown, |s| ContainerState::from_docker(s.as_ref())),
-        health: state
-            .health
-            .and_then(|h| h.status)
-            .and_then(|s| Health::from_docker(s.as_ref())),
+        health: state.health.and_then(|h| h.status).and_then(|s| Health::from_docker(s.as_ref())),
         exit_code: state.exit_code,
         oom_killed: state.oom_killed.unwrap_or(false),
         error: state.error.filter(|e| !e.is_empty()),
@@ -793,10 +811,7 @@ mod tests {
             ..DockerConfig::default()
         };
         let err = BollardDriver::new(&config).expect_err("must fail");
-        let chain = format!(
-            "{}",
-            std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
-        );
+        let chain = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
         assert!(chain.contains("ca.pem"), "{chain}");
     }
 

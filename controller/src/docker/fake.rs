@@ -849,20 +849,21 @@ mod tests {
                 .is_err()
         );
         let right = RegistryCredentials {
+            username: "u".into(),
             password: "p".into(),
-            ..RegistryCredentials {
-                username: "u".into(),
-                password: String::new(),
-                server_address: "127.0.0.1:5000".into(),
-            }
+            server_address: "127.0.0.1:5000".into(),
         };
-        let progress: Vec<PullProgress> =
-            fake.pull_image("127.0.0.1:5000/app:1", Some(right)).try_collect().await.expect("pull");
+        let progress: Vec<PullProgress> = fake
+            .pull_image("127.0.0.1:5000/app:1", Some(right.clone()))
+            .try_collect()
+            .await
+            .expect("pull");
         assert!(progress.iter().any(|p| p.digest() == Some(digest.as_str())));
         let image =
             fake.inspect_image("127.0.0.1:5000/app:1").await.expect("inspect").expect("present");
         assert_eq!(image.digest_for("127.0.0.1:5000/app"), Some(digest.as_str()));
-        let missing = fake.pull_image("127.0.0.1:5000/nope:1", None).try_collect::<Vec<_>>().await;
+        let missing =
+            fake.pull_image("127.0.0.1:5000/nope:1", Some(right)).try_collect::<Vec<_>>().await;
         assert!(matches!(missing, Err(DriverError::ImageNotFound { .. })));
         assert_eq!(fake.count(Op::PullImage), 4);
     }

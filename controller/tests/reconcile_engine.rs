@@ -401,3 +401,144 @@ async fn a_wrong_registry_credential_gives_a_clear_condition() {
     assert!(!degraded.message.contains("not-the-password"), "the secret must not leak");
     t.stop().await;
 }
+
+/// Environment variables that turn [`controller_process_for_the_kill_test`] into a controller
+/// process (the data directory of its store).
+const KILL_TEST_DATA_DIR: &str = "BERTH_KILL_TEST_DATA_DIR";
+
+/// Not a test of its own: the child process of
+/// [`berth_killed_mid_reconcile_converges_without_duplicates_after_restart`], run by that test
+/// as `<this test binary> --ignored --exact controller_process_for_the_kill_test`. It runs a
+/// controller over the store in `BERTH_KILL_TEST_DATA_DIR` until it is killed (or, as a safety
+/// net, for two minutes).
+#[tokio::test]
+#[ignore = "helper process for the kill -9 test; it does nothing when run on its own"]
+async fn controller_process_for_the_kill_test() {
+    let Ok(data_dir) = std::env::var(KILL_TEST_DATA_DIR) else { return };
+    let env = TestEnv::load();
+    let driver = env.driver().await;
+    let store = SledStore::open(StoreConfig::new(data_dir)).expect("store opens in the child");
+    let controller = Controller::new(
+        Arc::new(store),
+        Arc::new(driver),
+        Arc::new(CredentialStore::empty()),
+        ControllerConfig::default(),
+    );
+    let shutdown = CancellationToken::new();
+    let _ = tokio::time::timeout(Duration::from_secs(120), controller.run(shutdown)).await;
+}
+
+/// Kills the child process when dropped, so a failing test leaves no controller behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart() {
+    const N: usize = 8;
+    let serial = ONE_CONTROLLER.lock().await;
+    let env = TestEnv::load();
+    let driver = env.driver().await;
+    let mut cleanup = Cleanup::new(&driver);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = format!("bk-{}", &id[..10]);
+    let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
+
+    // The desired state, written before the first controller starts.
+    {
+        let store = SledStore::open(StoreConfig::new(dir.path())).expect("store opens");
+        for name in &names {
+            let mut spec = sleeper(&env.image);
+            spec["labels"] = json!({ TEST_LABEL: namespace });
+            let obj = DynamicObject {
+                api_version: API_VERSION.into(),
+                kind: Kind::Container,
+                metadata: ObjectMeta { namespace: namespace.clone(), ..ObjectMeta::named(name) },
+                spec,
+                status: Value::Null,
+            };
+            store.apply(&WriteContext::rest_user("tester"), obj).await.expect("apply");
+            cleanup.container(labels::container_name(&namespace, name));
+        }
+        store.close();
+    }
+
+    let filter = ContainerFilter::managed().with_label(labels::NAMESPACE, &namespace);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let child = std::process::Command::new(exe)
+        .args(["--ignored", "--exact", "controller_process_for_the_kill_test", "--quiet"])
+        .env(KILL_TEST_DATA_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the controller process");
+    let mut child = KillOnDrop(child);
+
+    // Kill it with SIGKILL as soon as it has made its first container: mid-reconcile.
+    let seen = within(CONVERGE_SECS, "the child controller to create a container", async {
+        loop {
+            let found = driver.list_containers(&filter).await.expect("list");
+            if !found.is_empty() {
+                return found.len();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    child.0.kill().expect("kill -9 the controller process");
+    let _ = child.0.wait();
+    let at_kill = driver.list_containers(&filter).await.expect("list");
+    let running_at_kill = at_kill
+        .iter()
+        .filter(|c| c.state == berth_controller::docker::ContainerState::Running)
+        .count();
+    eprintln!(
+        "killed with {} of {N} containers made ({running_at_kill} running; {seen} when first seen)",
+        at_kill.len()
+    );
+
+    // Restart in this process over the same data directory.
+    let store = SledStore::open(StoreConfig::new(dir.path())).expect("store reopens");
+    let controller = Controller::new(
+        Arc::new(store.clone()),
+        Arc::new(driver.clone()),
+        Arc::new(CredentialStore::empty()),
+        ControllerConfig::default(),
+    );
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(controller.run(shutdown.clone()));
+    let all = within(CONVERGE_SECS, "all containers to run after the restart", async {
+        loop {
+            let found = driver.list_containers(&filter).await.expect("list");
+            let running = found
+                .iter()
+                .filter(|c| c.state == berth_controller::docker::ContainerState::Running)
+                .count();
+            if running == N {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    shutdown.cancel();
+    within(60, "the controller to shut down", handle).await.expect("controller task");
+
+    assert_eq!(all.len(), N, "no duplicate and no orphan: {all:?}");
+    let mut by_name: Vec<&str> = all.iter().filter_map(|c| c.label(labels::NAME)).collect();
+    by_name.sort_unstable();
+    by_name.dedup();
+    assert_eq!(by_name.len(), N, "one container per resource");
+    for c in &all {
+        let name = c.label(labels::NAME).unwrap_or_default();
+        assert_eq!(c.name, labels::container_name(&namespace, name));
+    }
+    drop(cleanup);
+    drop(serial);
+}

@@ -126,7 +126,23 @@ async fn an_unreachable_engine_keeps_berth_running_not_ready_and_it_converges_on
     tokio::time::timeout(Duration::from_secs(60), ready.wait_for(|r| *r))
         .await
         .context("ready once the Engine answers")??;
-    eventually("web to run", || async { (running(&fake).len() == 1).then_some(()) }).await?;
+    let first = eventually("web to run", || async { running(&fake).pop() }).await?;
+
+    // The Engine goes away and comes back (a restart): not ready meanwhile, then the event
+    // stream is resubscribed and drift is repaired again.
+    fake.set_unreachable(true);
+    tokio::time::timeout(Duration::from_secs(60), ready.wait_for(|r| !*r))
+        .await
+        .context("not ready while the Engine is away")??;
+    fake.set_unreachable(false);
+    tokio::time::timeout(Duration::from_secs(60), ready.wait_for(|r| *r))
+        .await
+        .context("ready once the Engine is back")??;
+    assert!(fake.simulate_remove(&first.id));
+    eventually("web to be recreated after the Engine came back", || async {
+        running(&fake).pop().filter(|c| c.id != first.id)
+    })
+    .await?;
     run.stop().await
 }
 

@@ -32,6 +32,9 @@ use crate::store::{AuditOutcome, WriteContext};
 /// How often a pass may act and look again before it gives up (and retries with backoff).
 const MAX_ROUNDS: usize = 4;
 
+/// The stop grace period of an orphan, whose spec (and so its own grace period) is gone.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
 /// How soon to look again while dependencies are not Ready (their changes also trigger).
 const DEPENDENCY_POLL: Duration = Duration::from_secs(5);
 
@@ -378,6 +381,11 @@ pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, 
     let name = labels::container_name(&key.namespace, &key.name);
     let observation = observe(ctx, key, &name).await?;
     for c in &observation.containers {
+        if c.state.is_up() {
+            let action = format!("stop orphaned container {}", short(&c.id));
+            let result = ctx.driver.stop_container(&c.id, ORPHAN_GRACE).await;
+            record(ctx, key, "docker.container.stop", &action, result).await?;
+        }
         let action = format!("remove orphaned container {}", short(&c.id));
         let result = ctx.driver.remove_container(&c.id).await;
         record(ctx, key, "docker.container.remove", &action, result).await?;

@@ -16,7 +16,7 @@ use berth_controller::reconcile::{Context, FINALIZER, report_failure};
 use berth_controller::store::{
     AuditLog, AuditQuery, ResourceStore, SledStore, StoreConfig, WriteContext,
 };
-use berth_schemas::condition::{DEGRADED, READY, find_condition};
+use berth_schemas::condition::{DEGRADED, PROGRESSING, READY, find_condition};
 use berth_schemas::{
     API_VERSION, Condition, ConditionStatus, Container, ContainerStatus, DynamicObject, Image,
     ImageStatus, Kind, ObjectMeta, ResourceKey,
@@ -283,6 +283,11 @@ async fn duplicate_containers_of_one_resource_are_reduced_to_one() -> Result<()>
     let managed = h.managed();
     assert_eq!(managed.len(), 1);
     assert_eq!(managed[0].id, keep);
+    // The progress report written before the clean-up does not outlive it.
+    assert_eq!(
+        condition(&h.status("web").await?.conditions, PROGRESSING)?,
+        (ConditionStatus::False, "Reconciled".into())
+    );
     Ok(())
 }
 

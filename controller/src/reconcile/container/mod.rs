@@ -16,7 +16,9 @@ pub mod status;
 use std::time::Duration;
 
 use berth_schemas::condition::{PROGRESSING, READY};
-use berth_schemas::{Condition, ConditionStatus, Container, DynamicObject, Kind, ResourceKey};
+use berth_schemas::{
+    Condition, ConditionStatus, Container, ContainerStatus, DynamicObject, Kind, ResourceKey,
+};
 use chrono::Utc;
 use futures::StreamExt;
 use tracing::{debug, info};
@@ -157,6 +159,8 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
     let name = labels::container_name(&key.namespace, &key.name);
 
     let mut acted = false;
+    // What the store holds as status now (a progress report may have replaced `obj.status`).
+    let mut stored_status = obj.status.clone();
     for _round in 0..MAX_ROUNDS {
         let image = if deleting {
             None
@@ -190,7 +194,7 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
             let current = observation.current(&uid, &name);
             let status =
                 container_status(obj, current, image.as_ref(), blocker.as_ref(), Utc::now());
-            write_status_if_changed(ctx, &key, obj.status.as_ref(), &status).await?;
+            write_status_if_changed(ctx, &key, stored_status.as_ref(), &status).await?;
             if acted {
                 info!(state = ?status.state, "converged");
             }
@@ -201,7 +205,7 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
         }
 
         if !acted && !deleting {
-            report_progress(ctx, obj, &steps).await?;
+            stored_status = Some(report_progress(ctx, obj, &steps).await?);
         }
         acted = true;
         if execute(ctx, obj, &uid, &steps).await? == Flow::ObjectGone {
@@ -324,8 +328,13 @@ pub(crate) fn pull_action(image: &str, with_credentials: bool) -> String {
     )
 }
 
-/// Writes `Progressing` with what the plan is about to do, before doing it.
-async fn report_progress(ctx: &Context, obj: &Container, steps: &[Step]) -> Result<(), Error> {
+/// Writes `Progressing` with what the plan is about to do, before doing it; returns the status
+/// now stored.
+async fn report_progress(
+    ctx: &Context,
+    obj: &Container,
+    steps: &[Step],
+) -> Result<ContainerStatus, Error> {
     let (reason, message) = if steps.contains(&Step::PullImage) {
         ("PullingImage", format!("pulling image {}", obj.spec.image))
     } else if steps.contains(&Step::Create)
@@ -347,7 +356,8 @@ async fn report_progress(ctx: &Context, obj: &Container, steps: &[Step]) -> Resu
         &mut status.conditions,
         condition(PROGRESSING, ConditionStatus::True, reason, message, generation, Utc::now()),
     );
-    write_status_if_changed(ctx, &obj.key(), obj.status.as_ref(), &status).await
+    write_status_if_changed(ctx, &obj.key(), obj.status.as_ref(), &status).await?;
+    Ok(status)
 }
 
 /// Writes `new` as the status of `key` unless it equals `old`.

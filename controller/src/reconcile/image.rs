@@ -231,6 +231,7 @@ impl Progress {
             entry.1 = total;
         }
         if p.status.starts_with("Pull complete") || p.status.starts_with("Already exists") {
+            entry.0 = entry.1;
             entry.2 = true;
         }
     }
@@ -292,4 +293,31 @@ async fn pull_reporting_progress(
         }
     }
     record(ctx, &key, "docker.image.pull", &action, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(layer: &str, status: &str, current: Option<u64>, total: Option<u64>) -> PullProgress {
+        PullProgress { layer: Some(layer.into()), status: status.into(), current, total }
+    }
+
+    #[test]
+    fn pull_progress_sums_bytes_over_layers_and_counts_finished_ones() {
+        let mut p = Progress::default();
+        p.add(&msg("a", "Downloading", Some(500_000), Some(1_000_000)));
+        p.add(&msg("b", "Downloading", Some(250_000), Some(1_000_000)));
+        p.add(&msg("b", "Pull complete", None, None));
+        p.add(&PullProgress {
+            layer: None,
+            status: "Digest: sha256:x".into(),
+            current: None,
+            total: None,
+        });
+        assert_eq!(
+            p.message("r:1"),
+            "pulling r:1: 1 of 2 layers done, 1.5 MB of 2.0 MB downloaded"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use berth_controller::docker::fake::{FakeDriver, Op};
 use berth_controller::docker::{CredentialStore, Driver, ObservedContainer};
 use berth_controller::reconcile::{Controller, ControllerConfig};
+use berth_controller::runtime::Backoff;
 use berth_controller::store::{
     AuditLog, AuditQuery, ResourceStore, SledStore, StoreConfig, WriteContext,
 };
@@ -51,11 +52,15 @@ struct Run {
 }
 
 fn start(store: &SledStore, fake: &Arc<FakeDriver>, relist_every: Duration) -> Run {
+    start_with(store, fake, ControllerConfig { relist_every, ..ControllerConfig::default() })
+}
+
+fn start_with(store: &SledStore, fake: &Arc<FakeDriver>, config: ControllerConfig) -> Run {
     let controller = Controller::new(
         Arc::new(store.clone()),
         fake.clone() as Arc<dyn Driver>,
         Arc::new(CredentialStore::empty()),
-        ControllerConfig { relist_every, ..ControllerConfig::default() },
+        config,
     );
     let ready = controller.readiness();
     let shutdown = CancellationToken::new();
@@ -110,7 +115,12 @@ async fn an_unreachable_engine_keeps_berth_running_not_ready_and_it_converges_on
     let fake = Arc::new(FakeDriver::new());
     fake.add_image(IMAGE);
     fake.set_unreachable(true);
-    let run = start(&store, &fake, Duration::from_secs(3600));
+    // Reconciles that fail for want of an Engine wait an hour before their retry: only the
+    // Engine coming back can make them run again within this test.
+    let mut config =
+        ControllerConfig { relist_every: Duration::from_secs(3600), ..ControllerConfig::default() };
+    config.runtime.backoff = Backoff { initial: Duration::from_secs(3600), ..Backoff::default() };
+    let run = start_with(&store, &fake, config);
     apply(&store, "web", json!({"image": IMAGE})).await?;
 
     let failure = eventually("an EngineUnreachable condition", || async {

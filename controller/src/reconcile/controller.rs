@@ -153,7 +153,7 @@ impl Controller {
 }
 
 /// Queues every resource in the store and every resource a berth container names.
-async fn relist(ctx: &Context, trigger: &Trigger) -> Result<u64, Error> {
+async fn relist(ctx: &Context, trigger: &Trigger, reason: Reason) -> Result<u64, Error> {
     let list = ctx.store.list(&ListQuery::default()).await.map_err(super::store_err("list"))?;
     let mut keys: HashSet<ResourceKey> = list.items.iter().map(DynamicObject::key).collect();
     match ctx.driver.list_containers(&ContainerFilter::managed()).await {
@@ -163,7 +163,7 @@ async fn relist(ctx: &Context, trigger: &Trigger) -> Result<u64, Error> {
         Err(e) => debug!(error = %e, "relist could not list containers"),
     }
     for key in keys {
-        if !trigger.send(key, Reason::Relist).await {
+        if !trigger.send(key, reason).await {
             break;
         }
     }
@@ -183,7 +183,7 @@ async fn relist_every(
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = relist(&ctx, &trigger).await {
+                if let Err(e) = relist(&ctx, &trigger, Reason::Relist).await {
                     warn!(error = %e, "periodic relist failed");
                 }
             }
@@ -391,6 +391,7 @@ async fn docker_feed(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut was_ready = false;
     let mut since: Option<i64> = None;
     loop {
         if shutdown.is_cancelled() {
@@ -406,16 +407,20 @@ async fn docker_feed(
                 () = tokio::time::sleep(wait) => continue,
             }
         }
-        if failures > 0 {
+        let reason = if failures > 0 || was_ready {
             info!("Docker Engine reachable again");
-        }
+            Reason::EngineReconnected
+        } else {
+            Reason::Relist
+        };
         failures = 0;
         // Subscribe first, then relist: a change between the two is seen by one or the other.
         let mut events = ctx.driver.events(since);
-        if let Err(e) = relist(&ctx, &trigger).await {
+        if let Err(e) = relist(&ctx, &trigger, reason).await {
             warn!(error = %e, "relist after connecting to Docker failed");
         }
         ready.send_replace(true);
+        was_ready = true;
         let images = image_keys(&ctx).await;
         let mut images = images;
         loop {

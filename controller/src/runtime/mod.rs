@@ -11,7 +11,8 @@
 //!   reconciled again after that run ends.
 //! - At most [`RuntimeConfig::concurrency`] reconciles run at once.
 //! - A failing key is retried after [`Backoff`] (100 ms doubling to 5 min, with jitter); a
-//!   success resets it. Only a change of the object itself cuts a backoff short.
+//!   success resets it. Only a change of the object itself, or the Engine coming back, cuts a
+//!   backoff short.
 //! - On shutdown no new reconcile starts and the ones running are awaited.
 
 pub mod backoff;
@@ -74,6 +75,9 @@ pub enum Reason {
     ErrorBackoff,
     /// Something this resource depends on changed (for example it became Ready).
     Dependency,
+    /// The Docker Engine is reachable again after it was not: everything is relisted, and
+    /// keys waiting out a backoff (most likely for the Engine itself) run at once.
+    EngineReconnected,
 }
 
 impl Reason {
@@ -86,7 +90,14 @@ impl Reason {
             Reason::Requeue => "requeue",
             Reason::ErrorBackoff => "error-backoff",
             Reason::Dependency => "dependency",
+            Reason::EngineReconnected => "engine-reconnected",
         }
+    }
+
+    /// Whether this trigger runs a key now even while it waits out an error backoff: a change
+    /// of its object, or the Engine coming back. Docker events and relists do not.
+    pub fn cuts_backoff(self) -> bool {
+        matches!(self, Reason::ObjectChanged | Reason::EngineReconnected)
     }
 }
 

@@ -37,16 +37,15 @@ pub(crate) enum Outcome {
 impl Queue {
     /// Asks for `key` to run at `due` (or earlier, if it is already scheduled earlier).
     ///
-    /// A key waiting out an error backoff is only pulled forward by a change of its object:
-    /// Docker events and relists of a failing key (a crash-looping container emits many) do not
-    /// defeat the backoff.
+    /// A key waiting out an error backoff is only pulled forward by a trigger that
+    /// [cuts the backoff](Reason::cuts_backoff): Docker events and relists of a failing key (a
+    /// crash-looping container emits many) do not defeat it.
     pub fn schedule(&mut self, key: ResourceKey, due: Instant, reason: Reason) {
         let target =
             if self.in_flight.contains_key(&key) { &mut self.dirty } else { &mut self.scheduled };
         match target.get_mut(&key) {
             Some(existing) => {
-                let protected =
-                    existing.reason == Reason::ErrorBackoff && reason != Reason::ObjectChanged;
+                let protected = existing.reason == Reason::ErrorBackoff && !reason.cuts_backoff();
                 if due < existing.due && !protected {
                     *existing = Entry { due, reason };
                 }
@@ -186,6 +185,17 @@ mod tests {
         assert_eq!(q.pop_ready(now), None);
         q.schedule(key("a"), now, Reason::ObjectChanged);
         assert_eq!(q.pop_ready(now), Some((key("a"), Reason::ObjectChanged)));
+    }
+
+    #[test]
+    fn the_engine_coming_back_cuts_an_error_backoff_short() {
+        let now = Instant::now();
+        let mut q = Queue::default();
+        q.schedule(key("a"), now, Reason::Relist);
+        let _ = q.pop_ready(now);
+        q.finish(&key("a"), Outcome::Failed(Duration::from_secs(300)), now);
+        q.schedule(key("a"), now, Reason::EngineReconnected);
+        assert_eq!(q.pop_ready(now), Some((key("a"), Reason::EngineReconnected)));
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl DocumentStarts {
         let mut starts = Vec::new();
         let mut content_in_current = false;
         let mut ended = true;
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in yaml_lines(text).enumerate() {
             let n = (i + 1) as u64;
             let is_marker = |m: &str| {
                 line.strip_prefix(m)
@@ -310,11 +310,37 @@ impl DocumentStarts {
     }
 }
 
-/// Line and column (1-based) of byte `offset` in `bytes`.
+/// The lines of `text` as YAML counts them: `\r\n`, `\n` and a lone `\r` each end a line.
+fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.find(['\n', '\r']) {
+            Some(i) => {
+                let skip = if t[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&t[i + skip..]);
+                Some(&t[..i])
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
+}
+
+/// Line and column (1-based) of byte `offset` in `bytes`, counting line breaks as YAML does.
 fn line_col_of_offset(bytes: &[u8], offset: usize) -> (u64, u64) {
     let before = &bytes[..offset.min(bytes.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut line = 1u64;
+    let mut line_start = 0usize;
+    for (i, &b) in before.iter().enumerate() {
+        let lone_cr = b == b'\r' && before.get(i + 1) != Some(&b'\n');
+        if b == b'\n' || lone_cr {
+            line += 1;
+            line_start = i + 1;
+        }
+    }
     let column = String::from_utf8_lossy(&before[line_start..]).chars().count() as u64 + 1;
     (line, column)
 }
@@ -375,6 +401,9 @@ pub fn parse_manifests(
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.duplicate_keys = DuplicateKeyPolicy::Error;
+    // YAML 1.2 core booleans only: `yes`, `no`, `on`, `off`, `y`, `n` stay strings (a label
+    // `country: no` is the text "no", not `false`).
+    options.strict_booleans = true;
     options.with_snippet = false;
     options.alias_limits.max_total_replayed_events = limits.max_alias_expansion;
     options.alias_limits.max_alias_expansions_per_anchor = limits.max_aliases.max(1);
@@ -857,11 +886,30 @@ mod tests {
     }
 
     #[test]
+    fn yaml_one_one_booleans_stay_strings() {
+        let s = WEB.replace("  name: web\n", "  name: web\n  labels: {n: no, on: yes}\n");
+        let docs = parse(&s).unwrap();
+        let labels = &docs[0].resource.metadata().labels;
+        assert_eq!(labels.get("n").map(String::as_str), Some("no"));
+        assert_eq!(labels.get("on").map(String::as_str), Some("yes"));
+        let e = one_error(&format!("{WEB}  init: yes\n"));
+        assert_eq!((e.path.to_string(), e.line), ("spec.init".into(), 7));
+    }
+
+    #[test]
     fn an_empty_stream_is_refused() {
         for s in ["", "# just a comment\n", "---\n---\n"] {
             let e = one_error(s);
             assert!(e.message.contains("no resources"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn carriage_returns_end_lines_as_yaml_says() {
+        assert_eq!(yaml_lines("a\r\nb\rc\nd").collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(line_col_of_offset(b"a\r\nb\rcd", 7), (3, 3));
+        let s = DocumentStarts::scan("a: 1\r---\rb: 2\r");
+        assert_eq!(s.0, [1, 2]);
     }
 
     #[test]

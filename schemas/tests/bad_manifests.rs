@@ -14,6 +14,14 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        file: "carriage-return-lines.yaml",
+        doc: 0,
+        path: ".",
+        line: 8,
+        column: 3,
+        message: "duplicate key \"image\"",
+    },
+    Case {
         file: "alias-bomb.yaml",
         doc: 0,
         path: ".",

@@ -13,7 +13,7 @@
 //! - [`quantity`]: durations (`30s`) and quantities (`512Mi`, `0.5`) and their parsers.
 //! - [`json_schema`]: the JSON Schemas committed under `schemas/json/`.
 //! - [`manifest`]: multi-document YAML/JSON parsing with located errors and limits.
-//! - [`reference`]: image references (`name[:tag][@digest]`).
+//! - [`reference`](mod@reference): image references (`name[:tag][@digest]`).
 //! - [`validate`]: semantic validation; every error names its field path.
 //! - [`path`]: field paths (`spec.ports[1].hostPort`) that errors point at.
 //! - [`selector`]: label selectors in kubectl syntax (`app=web,env in (prod,staging),!legacy`).

@@ -60,3 +60,23 @@ fn the_examples_cover_what_the_manifest_reference_promises() {
     }
     assert!(stopped && depends && digest && health_and_port && multi);
 }
+
+#[test]
+fn the_complete_manifests_in_the_reference_are_valid() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifests.md"))
+            .expect("docs/manifests.md is readable");
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        // Complete resources only: the envelope sketch has `spec: {}` on purpose.
+        .filter(|b| b.contains("apiVersion: berth.dev/v1") && !b.contains("spec: {}"))
+        .collect();
+    assert!(blocks.len() >= 3, "found {} complete manifests", blocks.len());
+    for b in blocks {
+        if let Err(errors) = parse_and_validate(b.as_bytes(), &ParseLimits::default()) {
+            panic!("{errors:#?}\nin:\n{b}");
+        }
+    }
+}

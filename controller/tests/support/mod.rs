@@ -34,6 +34,10 @@ pub struct TestEnv {
     pub registry_user: String,
     /// Its password.
     pub registry_password: String,
+    /// A second Engine reachable only over TLS (`tcp://127.0.0.1:31502`).
+    pub tls_docker_host: String,
+    /// The `DOCKER_CERT_PATH` for it (`ca.pem`, `cert.pem`, `key.pem`).
+    pub tls_cert_path: String,
 }
 
 fn env_file() -> PathBuf {
@@ -85,6 +89,8 @@ impl TestEnv {
             auth_registry: require("BERTH_TEST_AUTH_REGISTRY"),
             registry_user: require("BERTH_TEST_REGISTRY_USER"),
             registry_password: require("BERTH_TEST_REGISTRY_PASSWORD"),
+            tls_docker_host: require("BERTH_TEST_TLS_DOCKER_HOST"),
+            tls_cert_path: require("BERTH_TEST_TLS_CERT_PATH"),
         }
     }
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-/// The default cap on the engine's page cache: 32 MiB.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// The default cap on the engine's page cache: 16 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Settings for [`SledStore::open`](super::SledStore::open).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,7 +47,7 @@ pub use accounts::{
 };
 pub use audit::{AuditEntry, AuditEvent, AuditOutcome, AuditPage, AuditQuery, VerifyReport};
 pub use config::StoreConfig;
-pub use engine::SledStore;
+pub use engine::{SledStore, StoreStats};
 pub use error::StoreError;
 pub use types::{Actor, ListQuery, ObjectList, Source, WriteContext, WriteOutcome, WriteResult};
 pub use watch::{EventType, Watch, WatchError, WatchEvent, WatchQuery};

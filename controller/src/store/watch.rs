@@ -292,7 +292,6 @@ impl WatchHub {
     }
 
     /// How many watchers are connected.
-    #[cfg(test)]
     pub(crate) fn watcher_count(&self) -> usize {
         self.lock().watchers.len()
     }

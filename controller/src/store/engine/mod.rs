@@ -54,6 +54,14 @@ pub(crate) struct Core {
     /// Held for writing while a batch is applied, for reading by consistent reads.
     pub(crate) batch_lock: RwLock<()>,
     max_batch: usize,
+    /// Batches committed (one flush each).
+    batches: AtomicU64,
+    /// Jobs answered.
+    jobs: AtomicU64,
+    /// Nanoseconds spent applying batches.
+    apply_nanos: AtomicU64,
+    /// Nanoseconds spent flushing.
+    flush_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for Core {
@@ -107,6 +115,23 @@ impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore").field("core", &self.core).finish_non_exhaustive()
     }
+}
+
+/// Store counters, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The latest revision.
+    pub revision: u64,
+    /// Batches committed since open; each is one flush.
+    pub batches: u64,
+    /// Writes (resource, account and audit) answered since open.
+    pub writes: u64,
+    /// Time the writer spent applying batches.
+    pub apply_time: std::time::Duration,
+    /// Time the writer spent flushing.
+    pub flush_time: std::time::Duration,
+    /// Watchers connected now.
+    pub watchers: usize,
 }
 
 fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -228,6 +253,10 @@ impl SledStore {
             poisoned: AtomicBool::new(false),
             batch_lock: RwLock::new(()),
             max_batch: config.max_batch.max(1),
+            batches: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            apply_nanos: AtomicU64::new(0),
+            flush_nanos: AtomicU64::new(0),
         });
         if config.verify_audit_on_open {
             let report = core.verify_audit()?;
@@ -268,6 +297,19 @@ impl SledStore {
     /// Storage errors.
     pub fn size_on_disk(&self) -> StoreResult<u64> {
         self.core.db.size_on_disk().map_err(|e| self.core.storage(e))
+    }
+
+    /// Counters for metrics: batches (flushes), writes, time applying and flushing.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.core;
+        StoreStats {
+            revision: c.revision.load(Ordering::Acquire),
+            batches: c.batches.load(Ordering::Relaxed),
+            writes: c.jobs.load(Ordering::Relaxed),
+            apply_time: std::time::Duration::from_nanos(c.apply_nanos.load(Ordering::Relaxed)),
+            flush_time: std::time::Duration::from_nanos(c.flush_nanos.load(Ordering::Relaxed)),
+            watchers: c.hub.watcher_count(),
+        }
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -555,6 +597,7 @@ impl Core {
             return;
         }
         let families_tree = &self.trees[ops::FAMILIES];
+        let started = std::time::Instant::now();
         let guard = self.batch_lock.write().unwrap_or_else(lock_poisoned);
         let outcome = self.trees.as_slice().transaction(|trees| {
             let mut batch = Batch::new(trees, counters, families_tree);
@@ -582,10 +625,16 @@ impl Core {
         self.revision.store(next.revision, Ordering::Release);
         *counters = next;
         drop(guard);
+        let applied = std::time::Instant::now();
         if let Err(e) = self.db.flush() {
             self.fail(jobs, &e);
             return;
         }
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.apply_nanos.fetch_add(nanos(applied - started), Ordering::Relaxed);
+        self.flush_nanos.fetch_add(nanos(applied.elapsed()), Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         self.hub.publish(events);
         for (job, reply) in jobs.into_iter().zip(replies) {
             let _ = job.reply.send(reply);

@@ -161,15 +161,18 @@ pub struct HealthCheck {
     pub command: Vec<String>,
     /// Time between checks, e.g. `30s` (Docker's default 30s when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$"))]
     pub interval: Option<String>,
     /// How long one check may run before it counts as failed, e.g. `5s` (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$"))]
     pub timeout: Option<String>,
     /// Consecutive failures before the container is `unhealthy` (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// Grace period after start during which failures do not count, e.g. `10s` (default 0s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$"))]
     pub start_period: Option<String>,
 }
 

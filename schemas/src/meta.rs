@@ -109,8 +109,10 @@ fn is_default_namespace(ns: &str) -> bool {
 pub struct ObjectMeta {
     /// The resource's name: a DNS label (lower-case letters, digits and `-`, at most 63
     /// characters, starting and ending with a letter or digit). Unique per kind and namespace.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
     pub name: String,
     /// The namespace the resource lives in; `default` when omitted. Same rules as `name`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
     #[serde(default = "default_namespace", skip_serializing_if = "is_default_namespace")]
     pub namespace: String,
     /// Key/value pairs for selecting resources (`berth get containers -l app=web`).

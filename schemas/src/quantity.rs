@@ -302,7 +302,7 @@ impl JsonSchema for Quantity {
         json_schema!({
             "description": "A quantity: memory as 512Mi, 1Gi, 1G or bytes; cpus as 0.5, 2 or 500m.",
             "anyOf": [
-                { "type": "string", "pattern": "^[0-9]*\\.?[0-9]+([kKMGTPE]i?|m)?$" },
+                { "type": "string", "pattern": "^([0-9]+\\.?[0-9]*|\\.[0-9]+)([kKMGTPE]|[KMGTPE]i|m)?$" },
                 { "type": "number", "exclusiveMinimum": 0 }
             ]
         })

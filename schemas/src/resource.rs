@@ -5,6 +5,7 @@ use crate::container::Container;
 use crate::image::Image;
 use crate::meta::{Kind, ObjectMeta, ResourceKey};
 use crate::object::{ConversionError, DynamicObject};
+use crate::path::FieldPath;
 
 /// A resource of any kind, in its typed form.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +65,16 @@ impl Resource {
     pub fn key(&self) -> ResourceKey {
         ResourceKey::new(self.kind(), &self.metadata().namespace, &self.metadata().name)
     }
+
+    /// The admin-only fields this resource uses (see
+    /// [`ContainerSpec::admin_only_fields`](crate::ContainerSpec::admin_only_fields)); empty
+    /// when any user allowed to write may write it. Images have none.
+    pub fn admin_only_fields(&self) -> Vec<FieldPath> {
+        match self {
+            Resource::Container(c) => c.spec.admin_only_fields(),
+            Resource::Image(_) => Vec::new(),
+        }
+    }
 }
 
 impl TryFrom<&DynamicObject> for Resource {
@@ -100,6 +111,25 @@ mod tests {
         let back = Resource::from_dynamic(&r.to_dynamic()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.key().to_string(), "Container/default/web");
+    }
+
+    #[test]
+    fn admin_only_fields_come_from_the_container_spec() {
+        let mut spec = ContainerSpec { image: "nginx".into(), ..ContainerSpec::default() };
+        spec.privileged = true;
+        let c: Container = Object {
+            api_version: API_VERSION.into(),
+            kind: Kind::Container,
+            metadata: ObjectMeta::named("web"),
+            spec,
+            status: None,
+        };
+        let paths: Vec<String> = Resource::Container(Box::new(c))
+            .admin_only_fields()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(paths, ["spec.privileged"]);
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub use self::types::{
 /// A stream of pull progress messages; it ends after the pull succeeded, or with one error.
 pub type PullStream = BoxStream<'static, Result<PullProgress, DriverError>>;
 
-/// A stream of Engine events; it ends with an error when the connection drops. Resubscribe with
-/// `since` set to the last event's [`EngineEvent::time_nano`] (events at that very instant are
+/// A stream of Engine events; it ends (with or without an error) when the connection drops.
+/// Resubscribe with `since` set to the last event's [`EngineEvent::time_nano`] (events at that very instant are
 /// delivered again, so handle duplicates).
 pub type EventStream = BoxStream<'static, Result<EngineEvent, DriverError>>;
 
@@ -117,6 +117,8 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     async fn remove_image(&self, reference: &str, force: bool) -> Result<(), DriverError>;
 
     /// Container and image events from now (or from `since_nano`, nanoseconds since the
-    /// epoch) on, until the connection drops.
+    /// epoch) on, until the connection drops; the stream then ends, with or without an error,
+    /// and the caller resubscribes with `since`. The request is sent when the stream is first
+    /// polled, so pass a `since_nano` taken before any action whose events must not be missed.
     fn events(&self, since_nano: Option<i64>) -> EventStream;
 }

@@ -236,7 +236,8 @@ mod tests {
     #[test]
     fn username_and_password_fields_work_without_auth() {
         let s = store(
-            r#"{"auths": {"https://registry.example.com/v2/": {"username": "u", "password": "p"}}}"#,
+            r#"{"auths": {"https://registry.example.com/v2/":
+                {"username": "u", "password": "p"}}}"#,
         );
         let c = s.for_registry("registry.example.com").expect("credentials");
         assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));

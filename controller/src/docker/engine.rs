@@ -323,7 +323,11 @@ impl Driver for BollardDriver {
             if let Err(e) = connected {
                 // Leave nothing half-made behind; the next reconcile creates it again.
                 if let Err(cleanup) = self.remove_container(&id).await {
-                    tracing::warn!(error = %cleanup, container = %id, "removing a container whose network connect failed");
+                    tracing::warn!(
+                        error = %cleanup,
+                        container = %id,
+                        "removing a container whose network connect failed"
+                    );
                 }
                 return Err(e);
             }

@@ -40,8 +40,8 @@ pub use self::types::{
 pub type PullStream = BoxStream<'static, Result<PullProgress, DriverError>>;
 
 /// A stream of Engine events; it ends (with or without an error) when the connection drops.
-/// Resubscribe with `since` set to the last event's [`EngineEvent::time_nano`] (events at that very instant are
-/// delivered again, so handle duplicates).
+/// Resubscribe with `since` set to the last event's [`EngineEvent::time_nano`] (events at that
+/// very instant are delivered again, so handle duplicates).
 pub type EventStream = BoxStream<'static, Result<EngineEvent, DriverError>>;
 
 /// What the reconcilers need from a Docker Engine. Object-safe: hold it as

@@ -1,9 +1,13 @@
 //! Ownership labels, deterministic container names and the spec hash that tells berth's Docker
 //! objects apart from everyone else's.
 //!
-//! Every Docker object berth creates carries [`MANAGED_BY`]`=berth` and the labels naming its
-//! resource ([`KIND`], [`NAMESPACE`], [`NAME`], [`UID`]) and the [`SPEC_HASH`] of the spec that
-//! produced it. berth never changes or removes an object without them.
+//! Every Docker object berth creates carries [`MANAGED_BY`]`=berth`, the [`INSTANCE`] id of the
+//! store (data directory) whose controller made it, the labels naming its resource ([`KIND`],
+//! [`NAMESPACE`], [`NAME`], [`UID`]) and the [`SPEC_HASH`] of the spec that produced it. berth
+//! never changes or removes an object without them, and a controller adopts or removes only
+//! objects carrying its own instance id ([`owned_selector`], [`is_owned_by`]): a second berth
+//! with another data directory on the same Engine, or a container made by a build without
+//! instance ids, is left alone.
 //!
 //! # Container names
 //!
@@ -25,6 +29,9 @@ use sha2::{Digest, Sha256};
 pub const MANAGED_BY: &str = "dev.berth.managed-by";
 /// The value of [`MANAGED_BY`].
 pub const MANAGED_BY_VALUE: &str = "berth";
+/// `dev.berth.instance`: the instance id of the store whose controller made the object (see
+/// `ResourceStore::instance_id`).
+pub const INSTANCE: &str = "dev.berth.instance";
 /// `dev.berth.kind`: the resource kind (`Container`).
 pub const KIND: &str = "dev.berth.kind";
 /// `dev.berth.namespace`: the resource namespace.
@@ -41,17 +48,29 @@ pub fn container_name(namespace: &str, name: &str) -> String {
     format!("berth_{namespace}_{name}")
 }
 
+/// Who an object is made for: the controller's instance and the resource incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    /// The store's instance id ([`INSTANCE`]).
+    pub instance: &'a str,
+    /// The resource key.
+    pub key: &'a ResourceKey,
+    /// The resource's uid ([`UID`]).
+    pub uid: &'a str,
+}
+
 /// The labels berth puts on the object it makes for a resource: the user's labels, then
 /// berth's ownership labels, which overwrite any user label of the same key.
 pub fn ownership_labels(
-    key: &ResourceKey,
-    uid: &str,
+    owner: Owner<'_>,
     spec_hash: &str,
     user: &BTreeMap<String, String>,
 ) -> HashMap<String, String> {
+    let Owner { instance, key, uid } = owner;
     let mut labels: HashMap<String, String> =
         user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
+    labels.insert(INSTANCE.into(), instance.into());
     labels.insert(KIND.into(), key.kind.as_str().into());
     labels.insert(NAMESPACE.into(), key.namespace.clone());
     labels.insert(NAME.into(), key.name.clone());
@@ -65,8 +84,16 @@ pub fn is_managed(labels: &HashMap<String, String>) -> bool {
     labels.get(MANAGED_BY).is_some_and(|v| v == MANAGED_BY_VALUE)
 }
 
+/// Whether the labels mark an object as made by the controller of store `instance`: berth's,
+/// with that instance id. Objects of other berth instances, and of builds that set no instance
+/// id, are not.
+pub fn is_owned_by(labels: &HashMap<String, String>, instance: &str) -> bool {
+    is_managed(labels) && labels.get(INSTANCE).is_some_and(|v| v == instance)
+}
+
 /// The resource a berth-managed object belongs to, read from its labels; `None` for an object
-/// that is not berth's or whose labels are incomplete.
+/// that is not berth's or whose labels are incomplete. (Whose instance it is is not checked:
+/// see [`owned_resource_key`].)
 pub fn resource_key(labels: &HashMap<String, String>) -> Option<ResourceKey> {
     if !is_managed(labels) {
         return None;
@@ -75,17 +102,32 @@ pub fn resource_key(labels: &HashMap<String, String>) -> Option<ResourceKey> {
     Some(ResourceKey::new(kind, labels.get(NAMESPACE)?.clone(), labels.get(NAME)?.clone()))
 }
 
-/// The label filters (`key=value`) that select every berth object of one resource.
-pub fn selector(key: &ResourceKey) -> Vec<String> {
+/// As [`resource_key`], but only for objects made by the controller of store `instance`.
+pub fn owned_resource_key(labels: &HashMap<String, String>, instance: &str) -> Option<ResourceKey> {
+    if !is_owned_by(labels, instance) {
+        return None;
+    }
+    resource_key(labels)
+}
+
+/// The label filters (`key=value`) that select every object the controller of store
+/// `instance` made for one resource.
+pub fn selector(instance: &str, key: &ResourceKey) -> Vec<String> {
     vec![
         format!("{MANAGED_BY}={MANAGED_BY_VALUE}"),
+        format!("{INSTANCE}={instance}"),
         format!("{KIND}={}", key.kind),
         format!("{NAMESPACE}={}", key.namespace),
         format!("{NAME}={}", key.name),
     ]
 }
 
-/// The label filter that selects every object berth manages.
+/// The label filters that select every object the controller of store `instance` made.
+pub fn owned_selector(instance: &str) -> Vec<String> {
+    vec![format!("{MANAGED_BY}={MANAGED_BY_VALUE}"), format!("{INSTANCE}={instance}")]
+}
+
+/// The label filter that selects every object any berth manages (any instance).
 pub fn managed_selector() -> Vec<String> {
     vec![format!("{MANAGED_BY}={MANAGED_BY_VALUE}")]
 }
@@ -243,11 +285,36 @@ mod tests {
             ("app".to_owned(), "web".to_owned()),
             (UID.to_owned(), "forged".to_owned()),
         ]);
-        let labels = ownership_labels(&key, "uid-1", "hash-1", &user);
-        assert_eq!(resource_key(&labels), Some(key));
+        let owner = Owner { instance: "inst-1", key: &key, uid: "uid-1" };
+        let labels = ownership_labels(owner, "hash-1", &user);
+        assert_eq!(resource_key(&labels), Some(key.clone()));
+        assert_eq!(owned_resource_key(&labels, "inst-1"), Some(key));
         assert_eq!(labels.get(UID).map(String::as_str), Some("uid-1"));
+        assert_eq!(labels.get(INSTANCE).map(String::as_str), Some("inst-1"));
         assert_eq!(labels.get("app").map(String::as_str), Some("web"));
         assert_eq!(labels.get(SPEC_HASH).map(String::as_str), Some("hash-1"));
+    }
+
+    #[test]
+    fn only_objects_with_this_instance_id_are_owned_by_this_instance() {
+        let key = ResourceKey::new(Kind::Container, "default", "web");
+        let ours = ownership_labels(
+            Owner { instance: "inst-1", key: &key, uid: "u" },
+            "h",
+            &BTreeMap::new(),
+        );
+        assert!(is_owned_by(&ours, "inst-1"));
+        assert!(!is_owned_by(&ours, "inst-2"), "another berth's container");
+        assert_eq!(owned_resource_key(&ours, "inst-2"), None);
+        let mut older_build = ours.clone();
+        older_build.remove(INSTANCE);
+        assert!(is_managed(&older_build));
+        assert!(!is_owned_by(&older_build, "inst-1"), "a container made before instance ids");
+        // A user label cannot claim another instance's id either.
+        let user = BTreeMap::from([(INSTANCE.to_owned(), "inst-2".to_owned())]);
+        let forged =
+            ownership_labels(Owner { instance: "inst-1", key: &key, uid: "u" }, "h", &user);
+        assert!(is_owned_by(&forged, "inst-1"));
     }
 
     #[test]

@@ -3,8 +3,12 @@
 //! `scripts/test-env up`. These tests fail (they do not skip) without that environment.
 //!
 //! Every test works in its own namespace, so its containers are `berth_<ns>_<name>`; every
-//! container carries the `dev.berth.test` label; cleanup runs whether the test passed or not.
+//! container carries the `dev.berth.test=<namespace>` label, and cleanup removes every container
+//! with that label (replaced and duplicate ones too) whether the test passed or not.
 //! Convergence is asserted by polling with a generous timeout, never by timing.
+//!
+//! The tests run in parallel: each has its own store, so its own instance id, and a controller
+//! adopts or removes only containers labelled with its own instance id.
 
 mod support;
 
@@ -17,7 +21,7 @@ use berth_controller::docker::{
     BollardDriver, ContainerCreate, ContainerFilter, CredentialStore, Driver, ObservedContainer,
 };
 use berth_controller::labels;
-use berth_controller::reconcile::{Controller, ControllerConfig};
+use berth_controller::reconcile::{Context, Controller, ControllerConfig, container};
 use berth_controller::store::{ResourceStore, SledStore, StoreConfig, WriteContext};
 use berth_schemas::condition::{DEGRADED, READY, find_condition};
 use berth_schemas::{
@@ -31,11 +35,55 @@ use tokio_util::sync::CancellationToken;
 /// How long convergence may take before a test fails. Generous: the machine is noisy.
 const CONVERGE_SECS: u64 = 60;
 
-/// One controller at a time: a controller removes every berth-labelled container whose
-/// resource is not in *its* store (orphans), so two controllers with separate stores on one
-/// Engine would remove each other's containers. That is right for berth (one per host) and
-/// wrong for parallel tests.
-static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Removes, when dropped, every container labelled `dev.berth.test=<value>`, whether the test
+/// passed or not. Never panics: failures are printed.
+struct CleanupByLabel {
+    driver: BollardDriver,
+    value: String,
+}
+
+impl Drop for CleanupByLabel {
+    fn drop(&mut self) {
+        let driver = self.driver.clone();
+        let filter = ContainerFilter::all().with_label(TEST_LABEL, self.value.clone());
+        // Drop cannot await, and the test's runtime may be shutting down: use a thread with
+        // its own runtime.
+        let worker = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cleanup: cannot start a runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                let listed =
+                    tokio::time::timeout(Duration::from_secs(30), driver.list_containers(&filter))
+                        .await;
+                let containers = match listed {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return eprintln!("cleanup: listing containers: {e}"),
+                    Err(_) => return eprintln!("cleanup: listing containers timed out"),
+                };
+                for c in containers {
+                    match tokio::time::timeout(
+                        Duration::from_secs(30),
+                        driver.remove_container(&c.id),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => eprintln!("cleanup: removing container {}: {e}", c.name),
+                        Err(_) => eprintln!("cleanup: removing container {} timed out", c.name),
+                    }
+                }
+            });
+        });
+        if worker.join().is_err() {
+            eprintln!("cleanup: the cleanup thread panicked");
+        }
+    }
+}
 
 struct Running {
     env: TestEnv,
@@ -44,14 +92,14 @@ struct Running {
     namespace: String,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<()>>,
+    /// Image tags and foreign containers made by the test.
     cleanup: Cleanup,
+    /// Every container labelled with this test's namespace.
+    _by_label: CleanupByLabel,
     _dir: tempfile::TempDir,
-    /// Last, so that it is released after the cleanup above ran.
-    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn start(credentials: CredentialStore) -> Running {
-    let serial = ONE_CONTROLLER.lock().await;
     let env = TestEnv::load();
     let driver = env.driver().await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -71,6 +119,7 @@ async fn start(credentials: CredentialStore) -> Running {
         .await
         .expect("readiness sender alive");
     let cleanup = Cleanup::new(&driver);
+    let by_label = CleanupByLabel { driver: driver.clone(), value: namespace.clone() };
     Running {
         env,
         driver,
@@ -79,8 +128,8 @@ async fn start(credentials: CredentialStore) -> Running {
         shutdown,
         handle: Some(handle),
         cleanup,
+        _by_label: by_label,
         _dir: dir,
-        _serial: serial,
     }
 }
 
@@ -96,7 +145,6 @@ impl Running {
     async fn apply(&mut self, kind: Kind, name: &str, mut spec: Value) {
         if kind == Kind::Container {
             spec["labels"] = json!({ TEST_LABEL: self.namespace });
-            self.cleanup.container(self.container_name(name));
         }
         let obj = DynamicObject {
             api_version: API_VERSION.into(),
@@ -126,9 +174,11 @@ impl Running {
         find_condition(&conditions, type_).cloned()
     }
 
-    /// Every container of this test's namespace that berth manages.
+    /// Every container of this test's namespace that this test's berth manages.
     async fn managed(&self) -> Vec<ObservedContainer> {
-        let filter = ContainerFilter::managed().with_label(labels::NAMESPACE, &self.namespace);
+        let filter = ContainerFilter::managed()
+            .with_label(labels::INSTANCE, self.store.instance_id())
+            .with_label(labels::NAMESPACE, &self.namespace);
         self.driver.list_containers(&filter).await.expect("list containers")
     }
 
@@ -278,7 +328,6 @@ async fn a_foreign_container_with_the_wanted_name_is_reported_and_left_alone() {
         })
         .await
         .expect("create the foreign container");
-    t.cleanup.container(foreign.clone());
     t.apply(Kind::Container, "clash", sleeper(&image)).await;
 
     let degraded = t
@@ -323,6 +372,50 @@ async fn a_container_starts_only_after_its_dependency_is_ready() {
     };
     assert!(web_created >= db_started, "web was created before db started");
     t.stop().await;
+}
+
+#[tokio::test]
+async fn two_berths_with_separate_stores_on_one_engine_leave_each_others_containers_alone() {
+    let mut a = start(CredentialStore::empty()).await;
+    let mut b = start(CredentialStore::empty()).await;
+    assert_ne!(a.store.instance_id(), b.store.instance_id());
+    let image = a.env.image.clone();
+    a.apply(Kind::Container, "web", sleeper(&image)).await;
+    a.apply(Kind::Container, "solo", sleeper(&image)).await;
+    let web = a.running("web").await;
+    let solo = a.running("solo").await;
+    assert_eq!(web.label(labels::INSTANCE), Some(a.store.instance_id()));
+
+    // b wants the same namespace and name: the container is a's, so b reports the conflict.
+    b.namespace = a.namespace.clone();
+    b.apply(Kind::Container, "web", sleeper(&image)).await;
+    let conflict = b
+        .eventually("b to report a NameConflict", || async {
+            b.condition(Kind::Container, "web", DEGRADED)
+                .await
+                .filter(|c| c.status == ConditionStatus::True && c.reason == "NameConflict")
+        })
+        .await;
+    assert!(conflict.message.contains(&web.id[..12]), "{}", conflict.message);
+
+    // b has no resource `solo`: for b, a's container would be an orphan if it were b's. The
+    // orphan pass (what b's controller runs for such a key) must leave it alone.
+    let b_ctx = Context::new(
+        Arc::new(b.store.clone()),
+        Arc::new(b.driver.clone()),
+        Arc::new(CredentialStore::empty()),
+    );
+    container::remove_orphans(&b_ctx, &a.key(Kind::Container, "solo"))
+        .await
+        .expect("b's orphan pass");
+
+    let web_now = a.one("web").await.expect("a's web is still there");
+    let solo_now = a.one("solo").await.expect("a's solo is still there");
+    assert_eq!((web_now.id.as_str(), web_now.state), (web.id.as_str(), web.state));
+    assert_eq!((solo_now.id.as_str(), solo_now.state), (solo.id.as_str(), solo.state));
+    assert!(b.managed().await.is_empty(), "b made no container");
+    b.stop().await;
+    a.stop().await;
 }
 
 fn credentials(registry: &str, user: &str, password: &str, dir: &Path) -> CredentialStore {
@@ -444,13 +537,12 @@ impl Drop for KillOnDrop {
 #[tokio::test]
 async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart() {
     const N: usize = 8;
-    let serial = ONE_CONTROLLER.lock().await;
     let env = TestEnv::load();
     let driver = env.driver().await;
-    let mut cleanup = Cleanup::new(&driver);
     let dir = tempfile::tempdir().expect("temp dir");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let namespace = format!("bk-{}", &id[..10]);
+    let cleanup = CleanupByLabel { driver: driver.clone(), value: namespace.clone() };
     let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
 
     // The desired state, written before the first controller starts.
@@ -467,7 +559,6 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
                 status: Value::Null,
             };
             store.apply(&WriteContext::rest_user("tester"), obj).await.expect("apply");
-            cleanup.container(labels::container_name(&namespace, name));
         }
         store.close();
     }
@@ -543,5 +634,4 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
         assert_eq!(c.name, labels::container_name(&namespace, name));
     }
     drop(cleanup);
-    drop(serial);
 }

@@ -34,11 +34,11 @@ fn harness_with(credentials: CredentialStore) -> Result<Harness> {
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(StoreConfig::new(dir.path()))?;
     let fake = Arc::new(FakeDriver::new());
-    let ctx = Context {
-        store: Arc::new(store.clone()),
-        driver: fake.clone() as Arc<dyn Driver>,
-        credentials: Arc::new(credentials),
-    };
+    let ctx = Context::new(
+        Arc::new(store.clone()),
+        fake.clone() as Arc<dyn Driver>,
+        Arc::new(credentials),
+    );
     Ok(Harness { _dir: dir, store, fake, ctx })
 }
 
@@ -308,20 +308,80 @@ async fn deleting_the_resource_removes_its_container_then_the_resource() -> Resu
     Ok(())
 }
 
+/// A running container labelled as made by store `instance` for `key` (no instance label when
+/// `None`, as builds before instance ids made them).
+fn labelled(h: &Harness, key: &ResourceKey, instance: Option<&str>, name: &str) -> String {
+    let mut spec =
+        ContainerCreate { name: name.into(), image: IMAGE.into(), ..ContainerCreate::default() };
+    let owner = labels::Owner { instance: instance.unwrap_or("-"), key, uid: "gone-uid" };
+    spec.labels = labels::ownership_labels(owner, "h", &Default::default());
+    if instance.is_none() {
+        spec.labels.remove(labels::INSTANCE);
+    }
+    h.fake.insert_container(&spec, true)
+}
+
 #[tokio::test]
 async fn containers_left_by_a_resource_that_no_longer_exists_are_removed() -> Result<()> {
     let h = harness()?;
     h.fake.add_image(IMAGE);
     let orphan_key = key("ghost");
-    let mut spec = ContainerCreate {
-        name: "berth_default_ghost".into(),
-        image: IMAGE.into(),
-        ..ContainerCreate::default()
-    };
-    spec.labels = labels::ownership_labels(&orphan_key, "gone-uid", "h", &Default::default());
-    h.fake.insert_container(&spec, true);
+    labelled(&h, &orphan_key, Some(h.store.instance_id()), "berth_default_ghost");
     container::remove_orphans(&h.ctx, &orphan_key).await?;
     assert!(h.managed().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn orphan_removal_leaves_containers_of_another_instance_and_of_older_builds_alone()
+-> Result<()> {
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    let ghost = key("ghost");
+    let other = labelled(&h, &ghost, Some("another-berth"), "berth_default_ghost");
+    let legacy = labelled(&h, &ghost, None, "ghost-from-an-older-build");
+    h.fake.reset_calls();
+    container::remove_orphans(&h.ctx, &ghost).await?;
+    assert_eq!(h.fake.mutating_calls(), 0, "calls: {:?}", h.fake.calls());
+    let mut left: Vec<String> = h.managed().into_iter().map(|c| c.id).collect();
+    left.sort();
+    let mut want = vec![other, legacy];
+    want.sort();
+    assert_eq!(left, want);
+    assert!(h.audit_verbs().await?.is_empty(), "nothing done, nothing audited");
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_instances_container_holding_the_name_is_a_name_conflict_not_adopted() -> Result<()>
+{
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    let other = labelled(&h, &key("web"), Some("another-berth"), "berth_default_web");
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    h.fake.reset_calls();
+    h.pass("web").await?;
+    assert_eq!(h.fake.mutating_calls(), 0, "calls: {:?}", h.fake.calls());
+    let all = h.fake.containers();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].id, other);
+    assert_eq!(
+        condition(&h.status("web").await?.conditions, DEGRADED)?,
+        (ConditionStatus::True, "NameConflict".into())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn containers_berth_creates_carry_the_stores_instance_id() -> Result<()> {
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    h.pass("web").await?;
+    let managed = h.managed();
+    assert_eq!(managed.len(), 1);
+    assert_eq!(managed[0].label(labels::INSTANCE), Some(h.store.instance_id()));
+    assert!(!h.store.instance_id().is_empty());
     Ok(())
 }
 
@@ -484,5 +544,53 @@ async fn deleting_an_image_resource_removes_the_image_only_if_berth_pulled_it() 
     }
     let left: Vec<String> = h.fake.images().into_iter().flat_map(|i| i.repo_tags).collect();
     assert_eq!(left, vec![IMAGE.to_owned()], "only the image berth pulled is removed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restored_backup_keeps_the_instance_id_and_adopts_the_containers_it_made() -> Result<()> {
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    h.pass("web").await?;
+    let made = h.managed();
+    assert_eq!(made.len(), 1);
+
+    let backups = tempfile::tempdir()?;
+    let file = backups.path().join("berth.backup");
+    h.store.backup(&file)?;
+    let restored_dir = backups.path().join("restored");
+    berth_controller::store::backup::restore(&file, &StoreConfig::new(&restored_dir))?;
+    let restored = SledStore::open(StoreConfig::new(&restored_dir))?;
+    assert_eq!(restored.instance_id(), h.store.instance_id());
+
+    // A controller over the restored store sees the container as its own: nothing to do.
+    let ctx = Context::new(
+        Arc::new(restored.clone()),
+        h.fake.clone() as Arc<dyn Driver>,
+        Arc::new(CredentialStore::empty()),
+    );
+    let obj: Container =
+        restored.get(&key("web")).await?.context("the restored resource")?.to_typed()?;
+    h.fake.reset_calls();
+    container::reconcile(&obj, &ctx).await?;
+    assert_eq!(h.fake.mutating_calls(), 0, "calls: {:?}", h.fake.calls());
+    assert_eq!(h.managed()[0].id, made[0].id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_new_data_directory_gets_its_own_instance_id_and_keeps_it_across_reopens() -> Result<()>
+{
+    let a = tempfile::tempdir()?;
+    let b = tempfile::tempdir()?;
+    let first = SledStore::open(StoreConfig::new(a.path()))?;
+    let id = first.instance_id().to_owned();
+    first.close();
+    drop(first);
+    let reopened = SledStore::open(StoreConfig::new(a.path()))?;
+    assert_eq!(reopened.instance_id(), id);
+    let other = SledStore::open(StoreConfig::new(b.path()))?;
+    assert_ne!(other.instance_id(), id);
     Ok(())
 }

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use super::container::{self, is_ready};
 use super::image::{self, ImageConfig};
 use super::{Context, ControllerStore, Error};
-use crate::docker::{ContainerFilter, CredentialStore, Driver, EngineEvent, EventKind};
+use crate::docker::{CredentialStore, Driver, EngineEvent, EventKind};
 use crate::labels;
 use crate::runtime::{Action, Backoff, Reason, Reconcile, Runtime, RuntimeConfig, Trigger};
 use crate::store::{ListQuery, WatchError, WatchEvent, WatchQuery};
@@ -113,7 +113,7 @@ impl Controller {
         config: ControllerConfig,
     ) -> Self {
         let (ready, _) = watch::channel(false);
-        Self { ctx: Context { store, driver, credentials }, config, ready }
+        Self { ctx: Context::new(store, driver, credentials), config, ready }
     }
 
     /// Whether the controller is ready: the Engine answers and the first relist is done. Goes
@@ -151,13 +151,17 @@ impl Controller {
     }
 }
 
-/// Queues every resource in the store and every resource a berth container names.
+/// Queues every resource in the store and every resource a container of this instance names.
 async fn relist(ctx: &Context, trigger: &Trigger, reason: Reason) -> Result<u64, Error> {
     let list = ctx.store.list(&ListQuery::default()).await.map_err(super::store_err("list"))?;
     let mut keys: HashSet<ResourceKey> = list.items.iter().map(DynamicObject::key).collect();
-    match ctx.driver.list_containers(&ContainerFilter::managed()).await {
+    match ctx.driver.list_containers(&ctx.owned()).await {
         Ok(containers) => {
-            keys.extend(containers.iter().filter_map(|c| labels::resource_key(&c.labels)));
+            keys.extend(
+                containers
+                    .iter()
+                    .filter_map(|c| labels::owned_resource_key(&c.labels, &ctx.instance)),
+            );
         }
         Err(e) => debug!(error = %e, "relist could not list containers"),
     }
@@ -335,8 +339,10 @@ async fn store_feed(ctx: Context, trigger: Trigger, shutdown: CancellationToken)
     }
 }
 
-/// The keys a Docker event concerns.
-fn keys_for_event(event: &EngineEvent, images: &[ResourceKey]) -> Vec<ResourceKey> {
+/// The keys a Docker event concerns: by label for a container of this `instance`, else by
+/// name for a container holding a berth name (an unlabelled one, another berth instance's or
+/// one made before instance ids: a name conflict may have cleared).
+fn keys_for_event(event: &EngineEvent, instance: &str, images: &[ResourceKey]) -> Vec<ResourceKey> {
     match &event.kind {
         EventKind::Container => {
             const RELEVANT: [&str; 13] = [
@@ -357,7 +363,7 @@ fn keys_for_event(event: &EngineEvent, images: &[ResourceKey]) -> Vec<ResourceKe
             if !RELEVANT.contains(&event.base_action()) {
                 return Vec::new();
             }
-            if let Some(key) = labels::resource_key(&event.attributes) {
+            if let Some(key) = labels::owned_resource_key(&event.attributes, instance) {
                 return vec![key];
             }
             event
@@ -433,7 +439,7 @@ async fn docker_feed(
                     if event.kind == EventKind::Image {
                         images = image_keys(&ctx).await;
                     }
-                    for key in keys_for_event(&event, &images) {
+                    for key in keys_for_event(&event, &ctx.instance, &images) {
                         if !trigger.send(key, Reason::DockerEvent).await {
                             return;
                         }
@@ -542,6 +548,7 @@ mod tests {
             id: "abc".into(),
             attributes: HashMap::from([
                 (labels::MANAGED_BY.to_owned(), labels::MANAGED_BY_VALUE.to_owned()),
+                (labels::INSTANCE.to_owned(), "inst-1".to_owned()),
                 (labels::KIND.to_owned(), "Container".to_owned()),
                 (labels::NAMESPACE.to_owned(), "prod".to_owned()),
                 (labels::NAME.to_owned(), "web".to_owned()),
@@ -549,7 +556,7 @@ mod tests {
             time_nano: 1,
         };
         assert_eq!(
-            keys_for_event(&managed, &[]),
+            keys_for_event(&managed, "inst-1", &[]),
             vec![ResourceKey::new(Kind::Container, "prod", "web")]
         );
         let foreign = EngineEvent {
@@ -557,9 +564,19 @@ mod tests {
             action: "destroy".into(),
             ..managed.clone()
         };
-        assert_eq!(keys_for_event(&foreign, &[]), vec![key("api")]);
+        assert_eq!(keys_for_event(&foreign, "inst-1", &[]), vec![key("api")]);
+        // Another instance's container is not this instance's resource, but its berth name
+        // still maps (it may hold the name one of ours wants).
+        let mut other = managed.clone();
+        other.attributes.insert(labels::INSTANCE.to_owned(), "inst-2".to_owned());
+        assert_eq!(keys_for_event(&other, "inst-1", &[]), vec![]);
+        other.attributes.insert("name".to_owned(), "berth_prod_web".to_owned());
+        assert_eq!(
+            keys_for_event(&other, "inst-1", &[]),
+            vec![ResourceKey::new(Kind::Container, "prod", "web")]
+        );
         let exec = EngineEvent { action: "exec_start: sh".into(), ..managed };
-        assert_eq!(keys_for_event(&exec, &[]), vec![]);
+        assert_eq!(keys_for_event(&exec, "inst-1", &[]), vec![]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - [`container`]: `Container` resources.
 //! - [`image`]: `Image` resources.
-//! - [`Context`]: what every reconcile gets (store, driver, registry credentials).
+//! - [`Context`]: what every reconcile gets (store, driver, registry credentials, the store's
+//!   instance id).
 //! - [`Error`]: what a reconcile can fail with, classified for the retry policy.
 
 pub mod container;
@@ -23,7 +24,8 @@ use berth_schemas::{
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use crate::docker::{CredentialStore, Driver, DriverError};
+use crate::docker::{ContainerFilter, CredentialStore, Driver, DriverError};
+use crate::labels;
 use crate::store::{AuditEntry, AuditLog, AuditOutcome, ResourceStore, StoreError, WriteContext};
 
 /// The finalizer berth puts on every resource that owns Docker objects; it is dropped once
@@ -44,12 +46,33 @@ pub struct Context {
     pub driver: Arc<dyn Driver>,
     /// Registry credentials for pulls (from a docker-style `config.json`).
     pub credentials: Arc<CredentialStore>,
+    /// The store's instance id ([`ResourceStore::instance_id`]): every container made carries
+    /// it as [`labels::INSTANCE`], and only containers carrying it are adopted or removed.
+    pub instance: Arc<str>,
+}
+
+impl Context {
+    /// A context over `store`, `driver` and `credentials`, with the store's instance id.
+    pub fn new(
+        store: Arc<dyn ControllerStore>,
+        driver: Arc<dyn Driver>,
+        credentials: Arc<CredentialStore>,
+    ) -> Self {
+        let instance = Arc::from(store.instance_id());
+        Self { store, driver, credentials, instance }
+    }
+
+    /// The filter selecting every container this instance made.
+    pub fn owned(&self) -> ContainerFilter {
+        ContainerFilter::managed().with_label(labels::INSTANCE, &*self.instance)
+    }
 }
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("driver", &self.driver)
+            .field("instance", &self.instance)
             .field("registries_with_credentials", &self.credentials.len())
             .finish_non_exhaustive()
     }

@@ -180,6 +180,11 @@ pub trait ResourceStore: Send + Sync + std::fmt::Debug {
 
     /// The revision of the latest committed write.
     fn revision(&self) -> u64;
+
+    /// This store's instance id: a UUID made when the data directory was first created, kept
+    /// in it and carried by its backups (a restore keeps it). The controller labels the Docker
+    /// objects it makes with it and only ever adopts or removes objects carrying its own.
+    fn instance_id(&self) -> &str;
 }
 
 /// The audit log (see [`audit`]).

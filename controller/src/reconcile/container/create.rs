@@ -34,13 +34,15 @@ fn duration(field: &'static str, value: Option<&String>) -> Result<Option<Durati
         .transpose()
 }
 
-/// The create request for `obj`, labelled with `spec_hash` (see [`labels::spec_hash`]).
+/// The create request for `obj`, labelled as made by the controller of store `instance` for
+/// resource incarnation `uid`, with `spec_hash` (see [`labels::spec_hash`]).
 ///
 /// # Errors
 ///
 /// [`SpecError`] when a duration or quantity does not parse.
 pub fn container_create(
     obj: &Container,
+    instance: &str,
     uid: &str,
     spec_hash: &str,
 ) -> Result<ContainerCreate, SpecError> {
@@ -88,7 +90,11 @@ pub fn container_create(
         entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
         cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
         env: spec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
-        labels: labels::ownership_labels(&key, uid, spec_hash, &spec.labels),
+        labels: labels::ownership_labels(
+            labels::Owner { instance, key: &key, uid },
+            spec_hash,
+            &spec.labels,
+        ),
         ports: spec
             .ports
             .iter()
@@ -193,7 +199,7 @@ mod tests {
             stop_grace_period_seconds: Some(3),
             ..ContainerSpec::default()
         };
-        let c = container_create(&obj(spec), "uid-1", "hash-1").expect("converts");
+        let c = container_create(&obj(spec), "inst-1", "uid-1", "hash-1").expect("converts");
         assert_eq!(c.name, "berth_default_web");
         assert_eq!(c.entrypoint, Some(vec!["sh".to_owned(), "-c".to_owned()]));
         assert_eq!(c.cmd, Some(vec!["sleep 1000".to_owned()]));
@@ -219,7 +225,7 @@ mod tests {
             }),
             ..ContainerSpec::default()
         };
-        let err = container_create(&obj(spec), "u", "h").expect_err("must fail");
+        let err = container_create(&obj(spec), "i", "u", "h").expect_err("must fail");
         assert_eq!(err.field, "healthCheck.interval");
     }
 }

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 use self::plan::{Desired, NameHolder, Observed, Step, Target};
 use self::status::{Blocker, container_status, state_of};
 use super::{Context, Error, FINALIZER, audit, condition, driver_err, store_err};
-use crate::docker::{ContainerFilter, ObservedContainer, ObservedImage};
+use crate::docker::{ObservedContainer, ObservedImage};
 use crate::labels;
 use crate::runtime::Action;
 use crate::store::{AuditOutcome, WriteContext};
@@ -72,7 +72,8 @@ impl Observation {
 }
 
 async fn observe(ctx: &Context, key: &ResourceKey, name: &str) -> Result<Observation, Error> {
-    let filter = ContainerFilter::managed()
+    let filter = ctx
+        .owned()
         .with_label(labels::KIND, key.kind.as_str())
         .with_label(labels::NAMESPACE, key.namespace.as_str())
         .with_label(labels::NAME, key.name.as_str());
@@ -237,7 +238,8 @@ async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> R
                     .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
                     .ok_or_else(|| Error::Unsettled(key.clone()))?;
                 let hash = labels::spec_hash(&obj.spec, &image.id);
-                let request = create::container_create(obj, uid, &hash).map_err(Error::Spec)?;
+                let request = create::container_create(obj, &ctx.instance, uid, &hash)
+                    .map_err(Error::Spec)?;
                 let action = format!("create container {}", request.name);
                 let result = driver.create_container(&request).await;
                 let id = record(ctx, &key, "docker.container.create", &action, result).await?;
@@ -378,8 +380,10 @@ pub(crate) async fn write_status_if_changed<T: serde::Serialize + PartialEq>(
     Ok(())
 }
 
-/// Removes every container labelled as `key`'s when no resource `key` exists any more (it was
-/// removed without its finalizer, or the store lost it): such containers are orphans.
+/// Removes every container this instance made for `key` when no resource `key` exists any
+/// more (it was removed without its finalizer, or the store lost it): such containers are
+/// orphans. Containers of other berth instances (another data directory) and of builds that
+/// set no instance label are never touched.
 ///
 /// # Errors
 ///

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use self::ops::{Batch, Counters, Reply, Request};
 pub(crate) use self::ops::{
-    FORMAT_VERSION, META_AUDIT_HEAD, META_FORMAT, META_REVISION, TREE_NAMES,
+    FORMAT_VERSION, META_AUDIT_HEAD, META_FORMAT, META_INSTANCE, META_REVISION, TREE_NAMES,
 };
 use super::accounts::{
     ApiToken, NewApiToken, NewUser, RefreshFamily, RefreshRotation, RefreshToken, User, UserUpdate,
@@ -45,6 +45,8 @@ struct Job {
 /// What readers and the writer share.
 pub(crate) struct Core {
     pub(crate) data_dir: PathBuf,
+    /// The instance id kept under [`META_INSTANCE`].
+    instance_id: String,
     pub(crate) db: sled::Db,
     /// In [`TREE_NAMES`] order.
     pub(crate) trees: Vec<sled::Tree>,
@@ -196,6 +198,19 @@ impl SledStore {
             }
         }
 
+        // The instance id: made once, when the data directory is new (or was made by a build
+        // that had none), and carried by backups, so that a restore keeps it.
+        let instance_id = match meta.get(META_INSTANCE).map_err(storage)? {
+            Some(v) => String::from_utf8(v.to_vec())
+                .map_err(|_| corrupt("the instance id record is damaged".into()))?,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                meta.insert(META_INSTANCE, id.as_bytes()).map_err(storage)?;
+                db.flush().map_err(storage)?;
+                id
+            }
+        };
+
         let revision = match meta.get(META_REVISION).map_err(storage)? {
             Some(v) => u64::from_be_bytes(
                 v.as_ref()
@@ -246,6 +261,7 @@ impl SledStore {
 
         let core = Arc::new(Core {
             data_dir: dir.clone(),
+            instance_id,
             db,
             trees,
             hub: WatchHub::new(revision, config.watch_history, config.watch_buffer),
@@ -753,6 +769,10 @@ impl ResourceStore for SledStore {
 
     fn revision(&self) -> u64 {
         self.core.revision.load(Ordering::Acquire)
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.core.instance_id
     }
 }
 

@@ -49,6 +49,9 @@ pub(crate) const TREE_NAMES: [&str; 9] = [
 pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_REVISION: &[u8] = b"revision";
 pub(crate) const META_AUDIT_HEAD: &[u8] = b"audit_head";
+/// The store's instance id (a UUID made when the data directory is first created; see
+/// [`crate::store::ResourceStore::instance_id`]).
+pub(crate) const META_INSTANCE: &[u8] = b"instance";
 /// The on-disk format this code writes and reads.
 pub(crate) const FORMAT_VERSION: &[u8] = b"berth-store-1";
 

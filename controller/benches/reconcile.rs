@@ -501,35 +501,41 @@ impl Berth {
     }
 }
 
-async fn berth_cold_start(bench: &Bench, n: usize) -> Result<(Duration, u64)> {
+/// One berth cold start: time, mutating calls, machine CPU busy %, berth's CPU seconds.
+async fn berth_cold_start(bench: &Bench, n: usize) -> Result<(Duration, u64, f64, f64)> {
     let berth = Berth::start(bench).await?;
+    let meter = CpuMeter::start();
     let t0 = now_nanos();
     let mut events = bench.driver.events(Some(t0));
     let ns = berth.namespace.clone();
     berth.apply_all(bench, n, &[]).await?;
     let last = starts(&mut events, n, |e| label_is(e, labels::NAMESPACE, &ns)).await?;
+    let (busy, own) = meter.stop();
     drop(events);
     let calls = berth.driver.mutating();
     let trial = berth.namespace.clone();
     berth.stop().await?;
     bench.teardown_and_settle(&trial).await?;
-    Ok((nanos_between(t0, last), calls))
+    Ok((nanos_between(t0, last), calls, busy, own))
 }
 
-async fn compose_cold_start(bench: &Bench, n: usize) -> Result<Duration> {
+async fn compose_cold_start(bench: &Bench, n: usize) -> Result<(Duration, f64)> {
     let project = bench.trial_id("bc").replace('-', "");
     let file = bench
         .write_compose(&project, &compose_file(&bench.env.image, &bench.run, &project, n, &[]))?;
+    let meter = CpuMeter::start();
     let took = bench.compose(&project, &file, &["up", "-d"])?;
+    let (busy, _) = meter.stop();
     bench.teardown_and_settle(&project).await?;
-    Ok(took)
+    Ok((took, busy))
 }
 
-async fn raw_cold_start(bench: &Bench, n: usize, parallelism: usize) -> Result<Duration> {
+async fn raw_cold_start(bench: &Bench, n: usize, parallelism: usize) -> Result<(Duration, f64)> {
     let trial = bench.trial_id("br");
     let requests: Vec<ContainerCreate> = (0..n)
         .map(|i| raw_request(&bench.env.image, &bench.run, &trial, &format!("{trial}-{i}")))
         .collect::<Result<_>>()?;
+    let meter = CpuMeter::start();
     let started = Instant::now();
     stream::iter(requests)
         .map(|r| async move {
@@ -540,8 +546,9 @@ async fn raw_cold_start(bench: &Bench, n: usize, parallelism: usize) -> Result<D
         .try_collect::<Vec<()>>()
         .await?;
     let took = started.elapsed();
+    let (busy, _) = meter.stop();
     bench.teardown_and_settle(&trial).await?;
-    Ok(took)
+    Ok((took, busy))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,33 +558,60 @@ async fn raw_cold_start(bench: &Bench, n: usize, parallelism: usize) -> Result<D
 struct ColdStart {
     berth: Samples,
     berth_calls: Vec<u64>,
+    /// berth's own CPU seconds per trial.
+    berth_cpu: Vec<f64>,
     compose: Samples,
     raw_seq: Samples,
     raw_par: Samples,
+    /// Every container at once.
+    raw_all: Samples,
+    /// Machine CPU busy % per trial: berth, compose, raw sequential, raw ×8, raw all.
+    busy: [Vec<f64>; 5],
 }
 
 async fn cold_start(bench: &Bench, n: usize) -> Result<ColdStart> {
     let mut r = ColdStart::default();
     for trial in 0..bench.settings.trials {
-        for k in 0..4 {
-            match (trial + k) % 4 {
+        for k in 0..5 {
+            match (trial + k) % 5 {
                 0 => {
-                    let (d, calls) = berth_cold_start(bench, n).await?;
+                    let (d, calls, busy, own) = berth_cold_start(bench, n).await?;
                     r.berth.push(d);
                     r.berth_calls.push(calls);
+                    r.berth_cpu.push(own);
+                    r.busy[0].push(busy);
                 }
-                1 => r.compose.push(compose_cold_start(bench, n).await?),
-                2 => r.raw_seq.push(raw_cold_start(bench, n, 1).await?),
-                _ => r.raw_par.push(raw_cold_start(bench, n, PARALLELISM).await?),
+                1 => {
+                    let (d, busy) = compose_cold_start(bench, n).await?;
+                    r.compose.push(d);
+                    r.busy[1].push(busy);
+                }
+                2 => {
+                    let (d, busy) = raw_cold_start(bench, n, 1).await?;
+                    r.raw_seq.push(d);
+                    r.busy[2].push(busy);
+                }
+                3 => {
+                    let (d, busy) = raw_cold_start(bench, n, PARALLELISM).await?;
+                    r.raw_par.push(d);
+                    r.busy[3].push(busy);
+                }
+                _ => {
+                    let (d, busy) = raw_cold_start(bench, n, n).await?;
+                    r.raw_all.push(d);
+                    r.busy[4].push(busy);
+                }
             }
         }
+        let last = |s: &Samples| s.0.last().copied().unwrap_or_default();
         eprintln!(
-            "  cold start N={n} trial {}: berth {:.3}s compose {:.3}s raw {:.3}s raw×{PARALLELISM} {:.3}s (load {})",
+            "  cold start N={n} trial {}: berth {:.3}s compose {:.3}s raw {:.3}s raw×{PARALLELISM} {:.3}s raw×{n} {:.3}s (load {})",
             trial + 1,
-            r.berth.0.last().copied().unwrap_or_default(),
-            r.compose.0.last().copied().unwrap_or_default(),
-            r.raw_seq.0.last().copied().unwrap_or_default(),
-            r.raw_par.0.last().copied().unwrap_or_default(),
+            last(&r.berth),
+            last(&r.compose),
+            last(&r.raw_seq),
+            last(&r.raw_par),
+            last(&r.raw_all),
             load_average()
         );
     }
@@ -777,6 +811,39 @@ async fn steady(bench: &Bench) -> Result<Steady> {
     Ok(r)
 }
 
+/// Busy and total jiffies of the whole machine (all cores), from `/proc/stat`.
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else { return (0, 0) };
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Measures the machine's CPU use (percent of all cores busy) and this process's CPU seconds
+/// across a section.
+#[derive(Debug, Clone, Copy)]
+struct CpuMeter {
+    machine: (u64, u64),
+    process: f64,
+}
+
+impl CpuMeter {
+    fn start() -> Self {
+        Self { machine: machine_jiffies(), process: process_cpu_seconds().unwrap_or_default() }
+    }
+
+    /// (machine busy %, this process's CPU seconds) since `start`.
+    fn stop(self) -> (f64, f64) {
+        let (busy, total) = machine_jiffies();
+        let busy_pct =
+            100.0 * (busy - self.machine.0) as f64 / ((total - self.machine.1).max(1)) as f64;
+        (busy_pct, process_cpu_seconds().unwrap_or_default() - self.process)
+    }
+}
+
 /// utime + stime of this process, in seconds.
 fn process_cpu_seconds() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
@@ -809,19 +876,41 @@ fn report(settings: &Settings, cold: &BTreeMap<usize, ColdStart>, s: &Steady, lo
     println!("## Cold start to all Running");
     println!();
     println!(
-        "| N | berth | docker-compose up -d | raw sequential | raw ×{PARALLELISM} (floor) | berth ÷ compose | berth ÷ floor | berth mutating calls |"
+        "| N | berth | docker-compose up -d | raw sequential | raw ×{PARALLELISM} (floor) | raw, all at once | berth ÷ compose | berth ÷ floor | berth mutating calls |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (n, r) in cold {
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {:?} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.berth.summary(),
             r.compose.summary(),
             r.raw_seq.summary(),
             r.raw_par.summary(),
+            r.raw_all.summary(),
             ratio(&r.berth, &r.compose),
             ratio(&r.berth, &r.raw_par),
             r.berth_calls.iter().max().copied().unwrap_or_default(),
+        );
+    }
+    println!();
+    println!(
+        "Machine CPU busy during the timed section (% of all cores, median) and berth's own CPU:"
+    );
+    println!();
+    println!(
+        "| N | berth | compose | raw sequential | raw ×{PARALLELISM} | raw, all at once | berth process CPU |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (n, r) in cold {
+        let med = |v: &Vec<f64>| Samples(v.clone()).median();
+        println!(
+            "| {n} | {:.0} % | {:.0} % | {:.0} % | {:.0} % | {:.0} % | {:.3} s |",
+            med(&r.busy[0]),
+            med(&r.busy[1]),
+            med(&r.busy[2]),
+            med(&r.busy[3]),
+            med(&r.busy[4]),
+            med(&r.berth_cpu),
         );
     }
     let n = settings.steady_n;

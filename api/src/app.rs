@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tokio::time::Instant;
 use tower_http::trace::TraceLayer;
 
@@ -22,11 +22,32 @@ use crate::state::AppState;
 /// Every REST route: method, path as registered, handler. The policy table must name each one
 /// (checked by a test and, at run time, by deny-by-default in [`authorize_request`]).
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    use routes::health;
+    use routes::{audit, auth as a, health, resources, tokens, users};
     vec![
         (Method::GET, "/healthz", get(health::healthz)),
         (Method::GET, "/readyz", get(health::readyz)),
         (Method::GET, "/metrics", get(health::metrics)),
+        (Method::POST, "/api/v1/auth/login", post(a::login)),
+        (Method::POST, "/api/v1/auth/refresh", post(a::refresh)),
+        (Method::POST, "/api/v1/auth/logout", post(a::logout)),
+        (Method::GET, "/api/v1/me", get(users::me)),
+        (Method::PUT, "/api/v1/me/password", put(users::change_own_password)),
+        (Method::GET, "/api/v1/users", get(users::list)),
+        (Method::POST, "/api/v1/users", post(users::create)),
+        (Method::GET, "/api/v1/users/{username}", get(users::get_one)),
+        (Method::PATCH, "/api/v1/users/{username}", patch(users::update)),
+        (Method::DELETE, "/api/v1/users/{username}", delete(users::remove)),
+        (Method::PUT, "/api/v1/users/{username}/password", put(users::reset_password)),
+        (Method::GET, "/api/v1/tokens", get(tokens::list)),
+        (Method::POST, "/api/v1/tokens", post(tokens::create)),
+        (Method::DELETE, "/api/v1/tokens/{id}", delete(tokens::revoke)),
+        (Method::POST, "/api/v1/apply", post(resources::apply)),
+        (Method::GET, "/api/v1/audit", get(audit::query)),
+        (Method::GET, "/api/v1/audit/verify", get(audit::verify)),
+        (Method::GET, "/api/v1/{plural}", get(resources::list)),
+        (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
+        (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),
+        (Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", get(resources::status)),
     ]
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_controller::store::StoreError;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -185,6 +186,35 @@ impl ApiError {
             code: self.code().to_owned(),
             message: self.to_string(),
             details: self.details(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { key } => ApiError::NotFound(key.to_string()),
+            StoreError::AccountNotFound { what } => ApiError::NotFound(what),
+            StoreError::AlreadyExists { key } => {
+                ApiError::conflict(format!("{key} already exists"))
+            }
+            StoreError::AccountExists { what } => {
+                ApiError::conflict(format!("{what} already exists"))
+            }
+            StoreError::Conflict { ref key, ref expected, ref actual } => ApiError::Conflict {
+                message: e.to_string(),
+                details: serde_json::json!({
+                    "key": key.to_string(),
+                    "resourceVersion": expected,
+                    "currentResourceVersion": actual,
+                }),
+            },
+            StoreError::Terminating { key } => {
+                ApiError::conflict(format!("{key} is being deleted and can no longer change"))
+            }
+            StoreError::Invalid { reason } => ApiError::invalid(reason),
+            StoreError::Closed => ApiError::Unavailable("the store is shutting down".to_owned()),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -5,49 +5,14 @@
 //! (admin-only spec fields, someone else's token) and the GraphQL resolvers call [`authorize`]
 //! with the same [`Action`]s, so there is exactly one table to read and to test.
 
-use std::fmt;
-
 use axum::http::Method;
-use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// What a user or API token may do. Ordered: `Viewer < Operator < Admin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read resources, status, logs and stats.
-    Viewer,
-    /// A viewer that may also apply, delete, restart and exec.
-    Operator,
-    /// Everything, including users, other people's tokens, audit and system prune.
-    Admin,
-}
+pub use berth_controller::store::Role;
 
-impl Role {
-    /// Every role, lowest first.
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    /// The role's name as written in requests (`admin`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses `admin`, `operator` or `viewer`.
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Every role, lowest first.
+pub const ROLES: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
 
 /// Everything a caller can ask berth to do, as the policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,7 +161,6 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/healthz", Public),
     entry(Method::GET, "/readyz", Public),
     entry(Method::GET, "/metrics", Public),
-    entry(Method::GET, "/api/v1/openapi.json", Public),
     entry(Method::POST, "/api/v1/auth/login", Public),
     entry(Method::POST, "/api/v1/auth/refresh", Public),
     entry(Method::POST, "/api/v1/auth/logout", Auth(Action::ReadSelf)),
@@ -218,12 +182,6 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/audit", Auth(Action::ReadAudit)),
     entry(Method::GET, "/api/v1/audit/verify", Auth(Action::ReadAudit)),
-    entry(Method::GET, "/api/v1/system/info", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/version", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/df", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/containers", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/images", Auth(Action::ReadSystem)),
-    entry(Method::POST, "/api/v1/system/prune", Auth(Action::SystemPrune)),
 ];
 
 /// The policy entry for a matched route, if any.

@@ -1,10 +1,13 @@
-//! [`AppState`]: the configuration, keys, store handle, limiters and metrics every handler
+//! [`AppState`]: the configuration, keys, store handles, limiters and metrics every handler
 //! shares. Cloning is cheap (one `Arc`).
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::watch;
+use berth_controller::store::{AccountStore, AuditLog, ResourceStore};
+use tokio::sync::{OnceCell, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::ServeConfig;
@@ -21,24 +24,37 @@ pub struct AppState {
 struct Inner {
     config: ServeConfig,
     keys: JwtKeys,
+    resources: Arc<dyn ResourceStore>,
+    audit: Arc<dyn AuditLog>,
+    accounts: Arc<dyn AccountStore>,
     metrics: Metrics,
     ready: watch::Receiver<bool>,
     login_per_user: RateLimiter<String>,
     login_per_address: RateLimiter<IpAddr>,
     per_token: RateLimiter<String>,
+    revoked_sessions: Mutex<HashSet<String>>,
+    user_sessions: Mutex<HashMap<String, HashSet<String>>>,
+    user_admin_lock: tokio::sync::Mutex<()>,
+    dummy_hash: OnceCell<String>,
+    shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// Builds the state.
+    /// Builds the state over one store that serves resources, audit and accounts (a
+    /// `SledStore`).
     ///
     /// `ready` is the controller's readiness (store open, Docker Engine reachable): `/readyz`
     /// answers 200 while it holds `true` and 503 otherwise.
-    pub fn new(
+    pub fn new<S>(
         config: ServeConfig,
         keys: JwtKeys,
+        store: S,
         metrics: Metrics,
         ready: watch::Receiver<bool>,
-    ) -> Self {
+    ) -> Self
+    where
+        S: ResourceStore + AuditLog + AccountStore + Clone + 'static,
+    {
         Self {
             inner: Arc::new(Inner {
                 login_per_user: RateLimiter::new(config.login_per_user),
@@ -46,10 +62,24 @@ impl AppState {
                 per_token: RateLimiter::new(config.per_token),
                 config,
                 keys,
+                resources: Arc::new(store.clone()),
+                audit: Arc::new(store.clone()),
+                accounts: Arc::new(store),
                 metrics,
                 ready,
+                revoked_sessions: Mutex::new(HashSet::new()),
+                user_sessions: Mutex::new(HashMap::new()),
+                user_admin_lock: tokio::sync::Mutex::new(()),
+                dummy_hash: OnceCell::new(),
+                shutdown: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Cancelled when the server shuts down: long-lived streams (watch) end on it so that a
+    /// graceful shutdown can drain.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
     }
 
     /// The server configuration.
@@ -60,6 +90,21 @@ impl AppState {
     /// The JWT keys.
     pub fn keys(&self) -> &JwtKeys {
         &self.inner.keys
+    }
+
+    /// The resource store.
+    pub fn resources(&self) -> &dyn ResourceStore {
+        self.inner.resources.as_ref()
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &dyn AuditLog {
+        self.inner.audit.as_ref()
+    }
+
+    /// Users and tokens.
+    pub fn accounts(&self) -> &dyn AccountStore {
+        self.inner.accounts.as_ref()
     }
 
     /// The metrics registry (share it with the controller so its series show at `/metrics`).
@@ -82,5 +127,54 @@ impl AppState {
 
     pub(crate) fn per_token(&self) -> &RateLimiter<String> {
         &self.inner.per_token
+    }
+
+    /// Marks a login session (refresh family) revoked for access tokens already issued.
+    pub(crate) fn revoke_session(&self, sid: &str) {
+        self.inner
+            .revoked_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sid.to_owned());
+    }
+
+    /// Remembers that `sid` is a session of `username` (so that ending all of a user's sessions
+    /// reaches access tokens already issued).
+    pub(crate) fn note_session(&self, username: &str, sid: &str) {
+        self.inner
+            .user_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(username.to_owned())
+            .or_default()
+            .insert(sid.to_owned());
+    }
+
+    /// Marks every session of `username` seen by this process revoked.
+    pub(crate) fn revoke_user_sessions(&self, username: &str) {
+        let sids = self
+            .inner
+            .user_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(username);
+        let mut revoked =
+            self.inner.revoked_sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        revoked.extend(sids.into_iter().flatten());
+    }
+
+    /// Serializes user changes that must not leave berth without an enabled admin.
+    pub(crate) fn user_admin_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.user_admin_lock
+    }
+
+    pub(crate) fn session_revoked_here(&self, sid: &str) -> bool {
+        self.inner.revoked_sessions.lock().unwrap_or_else(PoisonError::into_inner).contains(sid)
+    }
+
+    /// A hash to verify against when the user does not exist, so that a failed login takes as
+    /// long for unknown users as for wrong passwords.
+    pub(crate) fn dummy_hash(&self) -> &OnceCell<String> {
+        &self.inner.dummy_hash
     }
 }

@@ -1,12 +1,36 @@
-//! Authentication: who is calling, from a Bearer access JWT or API token.
+//! Authentication: who is calling, from a Bearer access JWT or API token; opaque secrets for
+//! refresh and API tokens; first-start bootstrap of the `admin` user.
+//!
+//! Bearer tokens that start with [`API_TOKEN_PREFIX`] are API tokens (looked up by SHA-256);
+//! anything else must be an access JWT (see [`jwt`]). Either way the user must still exist and
+//! be enabled, and the effective role is the lower of the token's role and the user's role now.
 
 pub mod jwt;
 
 use axum::http::{HeaderMap, Method, header};
+use base64::Engine as _;
+use berth_controller::store::{
+    AccountStore, Actor, AuditEntry, AuditOutcome, NewUser, Source, StoreError, User, WriteContext,
+    hash_password, token_hash,
+};
+use chrono::Utc;
+use rand::RngCore as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorChain};
 use crate::policy::{Action, Role};
 use crate::state::AppState;
+
+/// Prefix of every API token (`berth_…`), so that scanners and people can recognise them.
+pub const API_TOKEN_PREFIX: &str = "berth_";
+/// Prefix of every refresh token.
+pub const REFRESH_TOKEN_PREFIX: &str = "berthrt_";
+
+/// A new random secret: 32 bytes, base64url without padding, after `prefix`.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +52,7 @@ pub enum Credential {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The username.
+    /// The username (for an API token: its owner).
     pub username: String,
     /// The effective role.
     pub role: Role,
@@ -44,6 +68,30 @@ impl Principal {
             Credential::ApiToken { id } => format!("token:{id}"),
         }
     }
+
+    /// The audit actor: `user:NAME` for sessions, `token:ID` for API tokens.
+    pub fn actor(&self) -> Actor {
+        match &self.credential {
+            Credential::Session { .. } => Actor::User(self.username.clone()),
+            Credential::ApiToken { id } => Actor::ApiToken(id.clone()),
+        }
+    }
+
+    /// The write context for a REST write by this caller.
+    pub fn ctx(&self) -> WriteContext {
+        WriteContext::new(self.actor(), Source::Rest)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        parts.extensions.get::<Principal>().cloned().ok_or(ApiError::Unauthenticated)
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -52,31 +100,194 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+async fn active_user(state: &AppState, username: &str) -> Result<User, ApiError> {
+    match state.accounts().get_user(username).await? {
+        Some(u) if !u.disabled => Ok(u),
+        _ => Err(ApiError::Unauthenticated),
+    }
+}
+
 /// Authenticates a request from its `Authorization: Bearer` header.
 ///
 /// # Errors
 ///
-/// [`ApiError::Unauthenticated`] for a missing, malformed, expired or revoked credential.
+/// [`ApiError::Unauthenticated`] for a missing, malformed, expired or revoked credential, or one
+/// whose user is gone or disabled; store failures as internal errors.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthenticated)?;
+    authenticate_token(state, token).await
+}
+
+/// Authenticates a bare token (REST Bearer header, GraphQL `connection_init` payload).
+///
+/// # Errors
+///
+/// As [`authenticate`].
+pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(API_TOKEN_PREFIX) {
+        let Some(t) = state.accounts().find_api_token(&token_hash(token)).await? else {
+            return Err(ApiError::Unauthenticated);
+        };
+        if !t.is_active(Utc::now()) {
+            return Err(ApiError::Unauthenticated);
+        }
+        let user = active_user(state, &t.owner).await?;
+        return Ok(Principal {
+            username: user.username,
+            role: t.role.min(user.role),
+            credential: Credential::ApiToken { id: t.id },
+        });
+    }
     let claims = state.keys().verify(token).map_err(|e| {
-        tracing::debug!(error = %crate::error::ErrorChain(&e), "access token refused");
+        tracing::debug!(error = %ErrorChain(&e), "access token refused");
         ApiError::Unauthenticated
     })?;
+    if session_revoked(state, &claims.sid).await? {
+        return Err(ApiError::Unauthenticated);
+    }
+    let user = active_user(state, &claims.sub).await?;
     Ok(Principal {
-        username: claims.sub,
-        role: claims.role,
+        username: user.username,
+        role: claims.role.min(user.role),
         credential: Credential::Session { sid: claims.sid, jti: claims.jti },
     })
 }
 
-/// Records a refused request in the audit log.
+/// Whether the login session `sid` has been revoked (logout, refresh-token reuse).
+async fn session_revoked(state: &AppState, sid: &str) -> Result<bool, ApiError> {
+    Ok(state.session_revoked_here(sid))
+}
+
+/// Records a refused request in the audit log (best effort: a failure is logged).
 pub async fn audit_denied(
-    _state: &AppState,
+    state: &AppState,
     principal: &Principal,
     method: &Method,
     route: &str,
     action: Action,
 ) {
-    tracing::info!(user = %principal.username, %method, route, action = action.as_str(), "request denied");
+    let entry = AuditEntry::new(principal.ctx(), "request.denied", AuditOutcome::Denied)
+        .message(format!("{method} {route}: role {} may not {}", principal.role, action.as_str()));
+    if let Err(e) = state.audit().append(entry).await {
+        tracing::error!(error = %ErrorChain(&e), "cannot audit a denied request");
+    }
+}
+
+/// What first start did.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapAdmin {
+    /// The user created (`admin`).
+    pub username: String,
+    /// The generated password, when none was given: print it once, then forget it.
+    pub generated_password: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapAdmin")
+            .field("username", &self.username)
+            .field("generated_password", &self.generated_password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Why the first admin could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The given password is too short.
+    #[error("BERTH_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LEN} characters")]
+    WeakPassword,
+    /// Hashing the password failed.
+    #[error("cannot hash the admin password")]
+    Hash(#[source] berth_controller::store::accounts::PasswordHashError),
+    /// The hashing task panicked or was cancelled.
+    #[error("the password hashing task failed")]
+    Join(#[source] tokio::task::JoinError),
+    /// The store refused or failed.
+    #[error("cannot create the admin user")]
+    Store(#[source] StoreError),
+}
+
+/// Shortest password berth accepts.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Hashes a password off the async threads.
+pub(crate) async fn hash_blocking(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// On first start (no users at all), creates `admin` with `password` (from
+/// `BERTH_ADMIN_PASSWORD`), or with a generated one that is returned so the binary can print it
+/// once. Does nothing when any user exists.
+///
+/// # Errors
+///
+/// [`BootstrapError`] for a weak given password or a store failure.
+pub async fn bootstrap_admin(
+    accounts: &dyn AccountStore,
+    password: Option<String>,
+) -> Result<Option<BootstrapAdmin>, BootstrapError> {
+    if !accounts.list_users().await.map_err(BootstrapError::Store)?.is_empty() {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+            return Err(BootstrapError::WeakPassword);
+        }
+        Some(p) => (p, false),
+        None => (new_secret("")[..24].to_owned(), true),
+    };
+    let hashed = {
+        let p = password.clone();
+        tokio::task::spawn_blocking(move || hash_password(&p))
+            .await
+            .map_err(BootstrapError::Join)?
+            .map_err(BootstrapError::Hash)?
+    };
+    let ctx = WriteContext::new(Actor::Anonymous, Source::Cli);
+    let user = NewUser { username: "admin".to_owned(), password_hash: hashed, role: Role::Admin };
+    accounts.create_user(&ctx, user).await.map_err(BootstrapError::Store)?;
+    tracing::info!(user = "admin", generated, "created the first admin user");
+    Ok(Some(BootstrapAdmin {
+        username: "admin".to_owned(),
+        generated_password: generated.then_some(password),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_prefixed_random_and_url_safe() {
+        let a = new_secret(API_TOKEN_PREFIX);
+        let b = new_secret(API_TOKEN_PREFIX);
+        assert_ne!(a, b);
+        assert!(a.starts_with("berth_"));
+        assert_eq!(a.len(), "berth_".len() + 43);
+        assert!(
+            a["berth_".len()..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn bootstrap_debug_never_shows_the_password() {
+        let b = BootstrapAdmin {
+            username: "admin".into(),
+            generated_password: Some("hunter22".into()),
+        };
+        assert!(!format!("{b:?}").contains("hunter22"));
+    }
 }

@@ -1,3 +1,8 @@
 //! REST handlers, one module per area.
 
+pub mod audit;
+pub mod auth;
 pub mod health;
+pub mod resources;
+pub mod tokens;
+pub mod users;

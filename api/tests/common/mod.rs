@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use berth_api::{AppState, ServeConfig};
+use berth_controller::store::{SledStore, StoreConfig};
+use serde_json::json;
 
 /// A running server; stops when dropped.
 pub struct TestServer {
@@ -126,6 +128,8 @@ impl Drop for TestServer {
     }
 }
 
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 pub async fn build_state(config: ServeConfig, ready: watch::Receiver<bool>) -> AppState {
     std::fs::create_dir_all(&config.data_dir).expect("data dir");
     let keys = berth_api::auth::jwt::JwtKeys::load_or_create(
@@ -133,5 +137,82 @@ pub async fn build_state(config: ServeConfig, ready: watch::Receiver<bool>) -> A
         config.issuer.clone(),
     )
     .expect("keys");
-    AppState::new(config, keys, berth_api::Metrics::new(), ready)
+    let store =
+        SledStore::open(StoreConfig::new(config.data_dir.join("store"))).expect("open store");
+    let boot = berth_api::auth::bootstrap_admin(&store, Some(ADMIN_PASSWORD.to_owned()))
+        .await
+        .expect("bootstrap");
+    assert!(boot.is_some(), "a fresh store gets an admin");
+    AppState::new(config, keys, store, berth_api::Metrics::new(), ready)
+}
+
+impl TestServer {
+    pub async fn login(&self, username: &str, password: &str) -> Resp {
+        self.post_json(
+            "/api/v1/auth/login",
+            None,
+            json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs in and returns (access, refresh).
+    pub async fn tokens(&self, username: &str, password: &str) -> (String, String) {
+        let r = self.login(username, password).await;
+        assert_eq!(r.status, 200, "login as {username}: {}", r.text());
+        let j = r.json();
+        (
+            j["accessToken"].as_str().unwrap().to_owned(),
+            j["refreshToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn admin(&self) -> String {
+        self.tokens("admin", ADMIN_PASSWORD).await.0
+    }
+
+    /// Creates a user with `role` (password `<name>-password`) and returns an access token.
+    pub async fn user(&self, admin: &str, name: &str, role: &str) -> String {
+        let pw = format!("{name}-password");
+        let r = self
+            .post_json(
+                "/api/v1/users",
+                Some(admin),
+                json!({ "username": name, "password": pw, "role": role }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create user {name}: {}", r.text());
+        self.tokens(name, &pw).await.0
+    }
+
+    pub async fn apply_yaml(&self, token: &str, query: &str, yaml: &str) -> Resp {
+        self.request(
+            Method::POST,
+            &format!("/api/v1/apply{query}"),
+            Some(token),
+            Some(("application/yaml", yaml.as_bytes().to_vec())),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Resp {
+        self.request(method, path, token, Some(("application/json", body.to_string().into_bytes())))
+            .await
+    }
+}
+
+pub fn container_yaml(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  image: {image}\n"
+    )
 }

@@ -1,0 +1,81 @@
+//! The audit log (admin): `GET /api/v1/audit` with filters and paging, and
+//! `GET /api/v1/audit/verify`.
+
+use axum::Json;
+use axum::extract::State;
+use berth_controller::store::{Actor, AuditPage, AuditQuery, VerifyReport};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+/// `GET /api/v1/audit` query; filters combine with AND.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only events at or after this RFC 3339 time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this RFC 3339 time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only this actor (`user:alice`, `token:ID`, `controller`, `sync`, `anonymous`).
+    pub actor: Option<String>,
+    /// Only this verb (`create`, `login`, `request.denied`, ...).
+    pub verb: Option<String>,
+    /// Only this kind (`Container`, `User`, ...).
+    pub kind: Option<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this name.
+    pub name: Option<String>,
+    /// The previous page's `nextCursor`.
+    pub cursor: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc`.
+    pub order: Option<String>,
+    /// Page size (1-1000, default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit`.
+pub async fn query(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let bad = |param: &str, message: String| ApiError::BadRequest {
+        message,
+        details: json!({ "parameter": param }),
+    };
+    let actor = match p.actor {
+        None => None,
+        Some(a) => Some(a.parse::<Actor>().map_err(|e| bad("actor", e.to_string()))?),
+    };
+    let newest_first = match p.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(bad("order", format!("order must be asc or desc, not {o:?}"))),
+    };
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("limit", "limit must be between 1 and 1000".to_owned()));
+    }
+    let q = AuditQuery {
+        since: p.since,
+        until: p.until,
+        actor,
+        verb: p.verb,
+        kind: p.kind,
+        namespace: p.namespace,
+        name: p.name,
+        cursor: p.cursor,
+        newest_first,
+        limit,
+    };
+    Ok(Json(state.audit().query(&q).await?))
+}
+
+/// `GET /api/v1/audit/verify`: checks the whole hash chain.
+pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyReport>, ApiError> {
+    Ok(Json(state.audit().verify().await?))
+}

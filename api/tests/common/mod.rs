@@ -57,11 +57,20 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::start_full(tweak, |_| {}).await
+    }
+
+    pub async fn start_full(
+        tweak: impl FnOnce(&mut ServeConfig),
+        tweak_store: impl FnOnce(&mut StoreConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
+        let mut store_config = StoreConfig::new(config.data_dir.join("store"));
+        tweak_store(&mut store_config);
         let (ready, ready_rx) = watch::channel(false);
-        let state = build_state(config, ready_rx).await;
+        let state = build_state(config, store_config, ready_rx).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stop_rx) = oneshot::channel::<()>();
@@ -130,15 +139,18 @@ impl Drop for TestServer {
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
-pub async fn build_state(config: ServeConfig, ready: watch::Receiver<bool>) -> AppState {
+pub async fn build_state(
+    config: ServeConfig,
+    store_config: StoreConfig,
+    ready: watch::Receiver<bool>,
+) -> AppState {
     std::fs::create_dir_all(&config.data_dir).expect("data dir");
     let keys = berth_api::auth::jwt::JwtKeys::load_or_create(
         &config.signing_key_path(),
         config.issuer.clone(),
     )
     .expect("keys");
-    let store =
-        SledStore::open(StoreConfig::new(config.data_dir.join("store"))).expect("open store");
+    let store = SledStore::open(store_config).expect("open store");
     let boot = berth_api::auth::bootstrap_admin(&store, Some(ADMIN_PASSWORD.to_owned()))
         .await
         .expect("bootstrap");

@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// Every REST route: method, path as registered, handler. The policy table must name each one
 /// (checked by a test and, at run time, by deny-by-default in [`authorize_request`]).
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    use routes::{audit, auth as a, health, resources, tokens, users};
+    use routes::{audit, auth as a, health, resources, system, tokens, users};
     vec![
         (Method::GET, "/healthz", get(health::healthz)),
         (Method::GET, "/readyz", get(health::readyz)),
@@ -44,6 +44,9 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/apply", post(resources::apply)),
         (Method::GET, "/api/v1/audit", get(audit::query)),
         (Method::GET, "/api/v1/audit/verify", get(audit::verify)),
+        (Method::GET, "/api/v1/system/version", get(system::version)),
+        (Method::GET, "/api/v1/system/containers", get(system::containers)),
+        (Method::GET, "/api/v1/system/images", get(system::images)),
         (Method::GET, "/api/v1/{plural}", get(resources::list)),
         (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
         (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),

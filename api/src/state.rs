@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use berth_controller::docker::Driver;
 use berth_controller::store::{AccountStore, AuditLog, ResourceStore};
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,7 @@ struct Inner {
     user_admin_lock: tokio::sync::Mutex<()>,
     dummy_hash: OnceCell<String>,
     shutdown: CancellationToken,
+    driver: Option<Arc<dyn Driver>>,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
                 user_admin_lock: tokio::sync::Mutex::new(()),
                 dummy_hash: OnceCell::new(),
                 shutdown: CancellationToken::new(),
+                driver: None,
             }),
         }
     }
@@ -80,6 +83,23 @@ impl AppState {
     /// graceful shutdown can drain.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// Adds the Docker Engine driver (for the `/api/v1/system` routes). Call before cloning.
+    #[must_use]
+    pub fn with_driver(mut self, driver: Arc<dyn Driver>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.driver = Some(driver),
+            None => {
+                tracing::error!("AppState::with_driver called after the state was shared; ignored")
+            }
+        }
+        self
+    }
+
+    /// The Docker Engine driver, when one was given.
+    pub fn driver(&self) -> Option<&dyn Driver> {
+        self.inner.driver.as_deref()
     }
 
     /// The server configuration.

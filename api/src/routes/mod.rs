@@ -4,5 +4,6 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod resources;
+pub mod system;
 pub mod tokens;
 pub mod users;

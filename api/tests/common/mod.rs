@@ -64,13 +64,24 @@ impl TestServer {
         tweak: impl FnOnce(&mut ServeConfig),
         tweak_store: impl FnOnce(&mut StoreConfig),
     ) -> Self {
+        Self::start_driver(tweak, tweak_store, None).await
+    }
+
+    pub async fn start_driver(
+        tweak: impl FnOnce(&mut ServeConfig),
+        tweak_store: impl FnOnce(&mut StoreConfig),
+        driver: Option<std::sync::Arc<dyn berth_controller::docker::Driver>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let mut store_config = StoreConfig::new(config.data_dir.join("store"));
         tweak_store(&mut store_config);
         let (ready, ready_rx) = watch::channel(false);
-        let state = build_state(config, store_config, ready_rx).await;
+        let mut state = build_state(config, store_config, ready_rx).await;
+        if let Some(d) = driver {
+            state = state.with_driver(d);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stop_rx) = oneshot::channel::<()>();

@@ -55,10 +55,33 @@ fn disk_usage(dir: &Path) -> (u64, u64) {
     (allocated, apparent)
 }
 
-fn vm_hwm_kib() -> Option<u64> {
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn vm_hwm_kib() -> Option<u64> {
+    proc_status_kib("VmHWM:")
+}
+
+fn report_memory(phase: &str) {
+    println!(
+        "memory after {phase}: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        proc_status_kib("VmRSS:").unwrap_or(0) as f64 / 1024.0,
+        proc_status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0
+    );
+}
+
+/// The store configuration used: defaults, with `BERTH_BENCH_CACHE_MIB` overriding the cache.
+fn config(dir: &Path) -> StoreConfig {
+    let mut config = StoreConfig::new(dir);
+    if let Some(mib) =
+        std::env::var("BERTH_BENCH_CACHE_MIB").ok().and_then(|s| s.parse::<u64>().ok())
+    {
+        config.cache_bytes = mib << 20;
+    }
+    config
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -104,7 +127,7 @@ async fn berth_writes(
 }
 
 async fn audit_space(dir: &Path, events: u64) -> anyhow::Result<(u64, u64, u64, f64)> {
-    let store = SledStore::open(StoreConfig::new(dir))?;
+    let store = SledStore::open(config(dir))?;
     let start = Instant::now();
     let writers = 32;
     let mut tasks = tokio::task::JoinSet::new();
@@ -169,9 +192,10 @@ fn main() -> anyhow::Result<()> {
 
     let floor_n = scaled(1000.0);
     let floor = bare_sled(&tmp.path().join("floor"), floor_n)?;
+    report_memory("bare sled");
 
     let (one, sixteen) = rt.block_on(async {
-        let store = SledStore::open(StoreConfig::new(tmp.path().join("berth")))?;
+        let store = SledStore::open(config(&tmp.path().join("berth")))?;
         let one = berth_writes(&store, 1, scaled(1000.0), "one").await?;
         let before = store.stats();
         let sixteen = berth_writes(&store, 16, scaled(250.0), "sixteen").await?;
@@ -187,10 +211,12 @@ fn main() -> anyhow::Result<()> {
         store.close();
         Ok::<_, anyhow::Error>((one, sixteen))
     })?;
+    report_memory("durable writes");
 
     let events = scaled(100_000.0);
     let (logical, allocated, apparent, audit_rate) =
         rt.block_on(audit_space(&tmp.path().join("audit"), events))?;
+    report_memory("100,000 audit events");
     let hwm = vm_hwm_kib().unwrap_or(0);
 
     println!();

@@ -12,7 +12,7 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Cap on the engine's page cache, in bytes (default [`DEFAULT_CACHE_BYTES`]).
     pub cache_bytes: u64,
-    /// How many change events are kept in memory for watchers to resume from (default 4096).
+    /// How many change events are kept in memory for watchers to resume from (default 1024; about 4 KiB of memory each).
     pub watch_history: usize,
     /// How many events a watcher may have waiting before it is cut off (default 1024).
     pub watch_buffer: usize,
@@ -29,7 +29,7 @@ impl StoreConfig {
         Self {
             data_dir: data_dir.into(),
             cache_bytes: DEFAULT_CACHE_BYTES,
-            watch_history: 4096,
+            watch_history: 1024,
             watch_buffer: 1024,
             max_batch: 512,
             verify_audit_on_open: false,

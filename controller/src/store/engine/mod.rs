@@ -612,11 +612,25 @@ impl Core {
             }
             return;
         }
-        let families_tree = &self.trees[ops::FAMILIES];
+        let families = match jobs.first().map(|j| j.request.needs_scan()) {
+            Some(true) => match self.all_json::<RefreshFamily>(ops::FAMILIES, "refresh family") {
+                Ok(f) => f,
+                Err(e) => {
+                    let mut jobs = jobs.into_iter();
+                    if let Some(first) = jobs.next() {
+                        let _ = first.reply.send(Err(e));
+                    }
+                    // The rest did not depend on the scan: run them as their own batch.
+                    self.commit(jobs.collect(), counters);
+                    return;
+                }
+            },
+            _ => Vec::new(),
+        };
         let started = std::time::Instant::now();
         let guard = self.batch_lock.write().unwrap_or_else(lock_poisoned);
         let outcome = self.trees.as_slice().transaction(|trees| {
-            let mut batch = Batch::new(trees, counters, families_tree);
+            let mut batch = Batch::new(trees, counters, &families);
             let mut replies = Vec::with_capacity(jobs.len());
             for job in &jobs {
                 replies.push(batch.run(&job.ctx, &job.request)?);

@@ -123,8 +123,9 @@ pub(crate) struct Batch<'a> {
     pub trees: &'a [TransactionalTree],
     pub counters: Counters,
     pub events: Vec<WatchEvent>,
-    /// The plain tree handle used for range reads by jobs that run first in their batch.
-    pub families_tree: &'a sled::Tree,
+    /// What range-reading jobs need, read before the transaction (sled cannot iterate inside
+    /// one): the committed refresh families, for a job that runs first in its batch.
+    pub families: &'a [RefreshFamily],
     start: Counters,
 }
 
@@ -207,13 +208,13 @@ impl<'a> Batch<'a> {
     pub(crate) fn new(
         trees: &'a [TransactionalTree],
         counters: &Counters,
-        families_tree: &'a sled::Tree,
+        families: &'a [RefreshFamily],
     ) -> Self {
         Self {
             trees,
             counters: counters.clone(),
             events: Vec::new(),
-            families_tree,
+            families,
             start: counters.clone(),
         }
     }
@@ -868,16 +869,14 @@ impl<'a> Batch<'a> {
     }
 
     fn revoke_user_families(&mut self, ctx: &WriteContext, username: &str) -> JobResult<usize> {
-        // This job runs first in its batch, so the committed tree is what the transaction sees.
-        let mut ids = Vec::new();
-        for item in self.families_tree.iter() {
-            let (k, v) = item.map_err(UnabortableTransactionError::Storage)?;
-            let family: RefreshFamily =
-                decode(format!("refresh family {}", String::from_utf8_lossy(&k)), &v)?;
-            if family.username == username && family.revoked.is_none() {
-                ids.push(family);
-            }
-        }
+        // This job runs first in its batch, so the families read before the transaction are
+        // what the transaction sees.
+        let ids: Vec<RefreshFamily> = self
+            .families
+            .iter()
+            .filter(|f| f.username == username && f.revoked.is_none())
+            .cloned()
+            .collect();
         let n = ids.len();
         for family in ids {
             self.revoke_family_record(ctx, family)?;

@@ -27,6 +27,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/healthz", get(health::healthz)),
         (Method::GET, "/readyz", get(health::readyz)),
         (Method::GET, "/metrics", get(health::metrics)),
+        (Method::GET, "/api/v1/openapi.json", get(routes::openapi::document)),
         (Method::POST, "/api/v1/auth/login", post(a::login)),
         (Method::POST, "/api/v1/auth/refresh", post(a::refresh)),
         (Method::POST, "/api/v1/auth/logout", post(a::logout)),

@@ -161,6 +161,7 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/healthz", Public),
     entry(Method::GET, "/readyz", Public),
     entry(Method::GET, "/metrics", Public),
+    entry(Method::GET, "/api/v1/openapi.json", Public),
     entry(Method::POST, "/api/v1/auth/login", Public),
     entry(Method::POST, "/api/v1/auth/refresh", Public),
     entry(Method::POST, "/api/v1/auth/logout", Auth(Action::ReadSelf)),

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod openapi;
 pub mod resources;
 pub mod system;
 pub mod tokens;

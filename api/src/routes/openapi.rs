@@ -1,0 +1,406 @@
+//! The OpenAPI 3.1 document at `/api/v1/openapi.json`, generated from the route list and the
+//! policy table, so a route cannot be served without being documented (a test checks that the
+//! document covers every route and that real responses match it).
+
+use axum::Json;
+use axum::http::Method;
+use serde_json::{Map, Value, json};
+
+use crate::policy::{Access, ROUTE_POLICY, RoutePolicy};
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn array_of(v: Value) -> Value {
+    json!({ "type": "array", "items": v })
+}
+
+fn schemas() -> Value {
+    let string = json!({ "type": "string" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let role = json!({ "type": "string", "enum": ["viewer", "operator", "admin"] });
+    json!({
+        "Error": {
+            "type": "object", "required": ["code", "message", "details"],
+            "properties": { "code": string, "message": string, "details": {} }
+        },
+        "Status": { "type": "object", "required": ["status"], "properties": { "status": string } },
+        "LoginRequest": {
+            "type": "object", "required": ["username", "password"],
+            "properties": { "username": string, "password": string }
+        },
+        "RefreshRequest": {
+            "type": "object", "required": ["refreshToken"], "properties": { "refreshToken": string }
+        },
+        "TokenPair": {
+            "type": "object", "required": ["accessToken", "refreshToken", "expiresIn", "tokenType"],
+            "properties": {
+                "accessToken": string, "refreshToken": string,
+                "expiresIn": { "type": "integer" }, "tokenType": string
+            }
+        },
+        "User": {
+            "type": "object", "required": ["username", "role", "disabled", "created", "updated"],
+            "properties": {
+                "username": string, "role": role, "disabled": { "type": "boolean" },
+                "created": time, "updated": time
+            }
+        },
+        "Me": {
+            "type": "object",
+            "required": ["username", "role", "disabled", "effectiveRole", "authMethod"],
+            "properties": {
+                "username": string, "role": role, "disabled": { "type": "boolean" },
+                "created": time, "updated": time, "effectiveRole": role,
+                "authMethod": { "type": "string", "enum": ["session", "apiToken"] },
+                "tokenId": string
+            }
+        },
+        "CreateUser": {
+            "type": "object", "required": ["username", "password", "role"],
+            "properties": { "username": string, "password": string, "role": role }
+        },
+        "PatchUser": {
+            "type": "object", "properties": { "role": role, "disabled": { "type": "boolean" } }
+        },
+        "SetPassword": { "type": "object", "required": ["password"], "properties": { "password": string } },
+        "ChangeOwnPassword": {
+            "type": "object", "required": ["currentPassword", "newPassword"],
+            "properties": { "currentPassword": string, "newPassword": string }
+        },
+        "ApiToken": {
+            "type": "object", "required": ["id", "name", "owner", "role", "created"],
+            "properties": {
+                "id": string, "name": string, "owner": string, "role": role, "created": time,
+                "expires": { "type": ["string", "null"] }, "revoked": { "type": ["string", "null"] }
+            }
+        },
+        "CreatedToken": {
+            "type": "object", "required": ["id", "name", "owner", "role", "created", "token"],
+            "properties": {
+                "id": string, "name": string, "owner": string, "role": role, "created": time,
+                "expires": { "type": ["string", "null"] }, "revoked": { "type": ["string", "null"] },
+                "token": { "type": "string", "description": "Shown once." }
+            }
+        },
+        "CreateToken": {
+            "type": "object", "required": ["name"],
+            "properties": {
+                "name": string, "role": role, "expiresInDays": { "type": "integer", "minimum": 1 }
+            }
+        },
+        "Object": {
+            "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+            "properties": {
+                "apiVersion": string, "kind": string, "metadata": { "type": "object" },
+                "spec": { "type": "object" }, "status": {}
+            }
+        },
+        "ObjectList": {
+            "type": "object", "required": ["apiVersion", "kind", "metadata", "items"],
+            "properties": {
+                "apiVersion": string, "kind": string,
+                "metadata": {
+                    "type": "object", "required": ["resourceVersion"],
+                    "properties": { "resourceVersion": string }
+                },
+                "items": array_of(r("Object"))
+            }
+        },
+        "ObjectStatus": {
+            "type": "object", "required": ["kind", "metadata", "status"],
+            "properties": { "kind": string, "metadata": { "type": "object" }, "status": {} }
+        },
+        "DeleteResult": {
+            "type": "object", "required": ["outcome", "object"],
+            "properties": {
+                "outcome": { "type": "string", "enum": ["deleted", "terminating"] },
+                "object": r("Object")
+            }
+        },
+        "Change": {
+            "type": "object", "required": ["path", "op"],
+            "properties": {
+                "path": string, "op": { "type": "string", "enum": ["add", "remove", "replace"] },
+                "from": {}, "to": {}
+            }
+        },
+        "ApplyResult": {
+            "type": "object", "required": ["doc", "kind", "namespace", "name", "outcome", "diff"],
+            "properties": {
+                "doc": { "type": "integer" }, "kind": string, "namespace": string, "name": string,
+                "outcome": {
+                    "type": "string",
+                    "enum": ["created", "configured", "unchanged", "deleted", "terminating"]
+                },
+                "resourceVersion": string, "generation": { "type": "integer" },
+                "diff": array_of(r("Change"))
+            }
+        },
+        "ApplyResponse": {
+            "type": "object", "required": ["dryRun", "results", "pruned"],
+            "properties": {
+                "dryRun": { "type": "boolean" },
+                "results": array_of(r("ApplyResult")), "pruned": array_of(r("ApplyResult"))
+            }
+        },
+        "AuditEvent": {
+            "type": "object", "required": ["seq", "time", "actor", "source", "verb", "outcome", "prevHash"],
+            "properties": {
+                "seq": { "type": "integer" }, "time": time, "actor": string, "source": string,
+                "verb": string, "kind": string, "namespace": string, "name": string,
+                "outcome": { "type": "string", "enum": ["success", "denied", "failure"] },
+                "message": string, "diff": array_of(string.clone()), "prevHash": string
+            }
+        },
+        "AuditPage": {
+            "type": "object", "required": ["events", "nextCursor"],
+            "properties": {
+                "events": array_of(r("AuditEvent")),
+                "nextCursor": { "type": ["integer", "null"] }
+            }
+        },
+        "VerifyReport": {
+            "type": "object", "required": ["events", "headHash", "firstBad", "problem"],
+            "properties": {
+                "events": { "type": "integer" }, "headHash": string,
+                "firstBad": { "type": ["integer", "null"] }, "problem": { "type": ["string", "null"] }
+            }
+        },
+        "EngineVersion": {
+            "type": "object", "required": ["version", "apiVersion", "os", "arch"],
+            "properties": {
+                "version": string, "apiVersion": string, "negotiatedApiVersion": string,
+                "os": string, "arch": string, "berthVersion": string
+            }
+        },
+        "Items": {
+            "type": "object", "required": ["items"],
+            "properties": { "items": array_of(json!({ "type": "object" })) }
+        }
+    })
+}
+
+/// What one route takes and answers: (summary, request body schema, success status and schema).
+fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, Option<Value>) {
+    let m = method.as_str();
+    match (m, path) {
+        ("GET", "/healthz") => ("Liveness", None, 200, Some(r("Status"))),
+        ("GET", "/readyz") => ("Readiness (503 when not ready)", None, 200, Some(r("Status"))),
+        ("GET", "/metrics") => ("Prometheus metrics (text format)", None, 200, None),
+        ("GET", "/api/v1/openapi.json") => {
+            ("This document", None, 200, Some(json!({"type": "object"})))
+        }
+        ("POST", "/api/v1/auth/login") => {
+            ("Log in", Some(r("LoginRequest")), 200, Some(r("TokenPair")))
+        }
+        ("POST", "/api/v1/auth/refresh") => {
+            ("Exchange a refresh token", Some(r("RefreshRequest")), 200, Some(r("TokenPair")))
+        }
+        ("POST", "/api/v1/auth/logout") => {
+            ("End the session", Some(r("RefreshRequest")), 204, None)
+        }
+        ("GET", "/api/v1/me") => ("The caller", None, 200, Some(r("Me"))),
+        ("PUT", "/api/v1/me/password") => {
+            ("Change own password", Some(r("ChangeOwnPassword")), 204, None)
+        }
+        ("GET", "/api/v1/users") => ("List users", None, 200, Some(array_of(r("User")))),
+        ("POST", "/api/v1/users") => ("Create a user", Some(r("CreateUser")), 201, Some(r("User"))),
+        ("GET", "/api/v1/users/{username}") => ("Get a user", None, 200, Some(r("User"))),
+        ("PATCH", "/api/v1/users/{username}") => {
+            ("Change role or disable", Some(r("PatchUser")), 200, Some(r("User")))
+        }
+        ("DELETE", "/api/v1/users/{username}") => ("Delete a user", None, 204, None),
+        ("PUT", "/api/v1/users/{username}/password") => {
+            ("Reset a password", Some(r("SetPassword")), 204, None)
+        }
+        ("GET", "/api/v1/tokens") => ("List API tokens", None, 200, Some(array_of(r("ApiToken")))),
+        ("POST", "/api/v1/tokens") => {
+            ("Create an API token", Some(r("CreateToken")), 201, Some(r("CreatedToken")))
+        }
+        ("DELETE", "/api/v1/tokens/{id}") => {
+            ("Revoke an API token", None, 200, Some(r("ApiToken")))
+        }
+        ("POST", "/api/v1/apply") => ("Apply manifests", None, 200, Some(r("ApplyResponse"))),
+        ("GET", "/api/v1/audit") => ("Query the audit log", None, 200, Some(r("AuditPage"))),
+        ("GET", "/api/v1/audit/verify") => {
+            ("Verify the audit chain", None, 200, Some(r("VerifyReport")))
+        }
+        ("GET", "/api/v1/system/version") => {
+            ("Docker Engine version", None, 200, Some(r("EngineVersion")))
+        }
+        ("GET", "/api/v1/system/containers") => {
+            ("Every Docker container", None, 200, Some(r("Items")))
+        }
+        ("GET", "/api/v1/system/images") => ("Every Docker image", None, 200, Some(r("Items"))),
+        ("GET", "/api/v1/{plural}") => {
+            ("List or watch resources", None, 200, Some(r("ObjectList")))
+        }
+        ("GET", "/api/v1/{plural}/{namespace}/{name}") => {
+            ("Get a resource", None, 200, Some(r("Object")))
+        }
+        ("DELETE", "/api/v1/{plural}/{namespace}/{name}") => {
+            ("Delete a resource", None, 200, Some(r("DeleteResult")))
+        }
+        ("GET", "/api/v1/{plural}/{namespace}/{name}/status") => {
+            ("A resource's status", None, 200, Some(r("ObjectStatus")))
+        }
+        _ => ("", None, 200, None),
+    }
+}
+
+fn query_params(method: &Method, path: &str) -> Vec<Value> {
+    let q = |name: &str, ty: &str, desc: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty }, "description": desc });
+    match (method.as_str(), path) {
+        ("POST", "/api/v1/apply") => vec![
+            q("dryRun", "boolean", "Validate and report, write nothing."),
+            q(
+                "prune",
+                "string",
+                "Delete resources matching this label selector that the request lacks.",
+            ),
+        ],
+        ("GET", "/api/v1/{plural}") => vec![
+            q("namespace", "string", "One namespace (all when absent)."),
+            q("labelSelector", "string", "kubectl-style label selector."),
+            q("watch", "boolean", "Stream changes as application/x-ndjson."),
+            q(
+                "resourceVersion",
+                "string",
+                "With watch: resume after this revision (410 when too old).",
+            ),
+        ],
+        ("DELETE", "/api/v1/{plural}/{namespace}/{name}") => vec![
+            q(
+                "wait",
+                "boolean",
+                "Wait until the resource is gone (200) or the wait times out (202).",
+            ),
+            q("timeoutSeconds", "integer", "How long to wait."),
+        ],
+        ("GET", "/api/v1/tokens") => vec![
+            q("all", "boolean", "Every user's tokens (admin)."),
+            q("owner", "string", "One user's tokens (admin unless it is the caller)."),
+        ],
+        ("GET", "/api/v1/audit") => {
+            ["since", "until", "actor", "verb", "kind", "namespace", "name", "order"]
+                .into_iter()
+                .map(|n| q(n, "string", ""))
+                .chain([
+                    q("cursor", "integer", "The previous page's nextCursor."),
+                    q("limit", "integer", "1-1000."),
+                ])
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn path_item(p: &RoutePolicy) -> Value {
+    let (summary, body, status, schema) = operation(&p.method, p.path);
+    let mut params: Vec<Value> = p
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect();
+    params.extend(query_params(&p.method, p.path));
+    let mut responses = Map::new();
+    let ok = match (&schema, p.path) {
+        (_, "/metrics") => {
+            json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } })
+        }
+        (Some(s), _) => {
+            json!({ "description": "OK", "content": { "application/json": { "schema": s } } })
+        }
+        (None, _) => json!({ "description": "No content" }),
+    };
+    responses.insert(status.to_string(), ok);
+    if p.path == "/api/v1/{plural}" && p.method == Method::GET {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "A list; with watch=true a stream of {type, revision, object} lines", "content": {
+                "application/json": { "schema": r("ObjectList") },
+                "application/x-ndjson": { "schema": { "type": "object", "required": ["type", "object"] } }
+            }}),
+        );
+    }
+    if p.path == "/readyz" {
+        responses.insert(
+            "503".into(),
+            json!({ "description": "Not ready", "content": { "application/json": { "schema": r("Status") } } }),
+        );
+    }
+    let err = json!({ "description": "Error", "content": { "application/json": { "schema": r("Error") } } });
+    responses.insert("default".into(), err);
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(summary));
+    op.insert("operationId".into(), json!(format!("{} {}", p.method, p.path)));
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if p.path == "/api/v1/apply" {
+        let any = json!({ "schema": { "type": "string" } });
+        op.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": {
+                "application/yaml": any, "application/json": { "schema": {} }
+            }}),
+        );
+    } else if let Some(b) = body {
+        op.insert(
+            "requestBody".into(),
+            json!({ "required": p.path != "/api/v1/auth/logout", "content": { "application/json": { "schema": b } } }),
+        );
+    }
+    match p.access {
+        Access::Public => {
+            op.insert("security".into(), json!([]));
+        }
+        Access::Authenticated(action) => {
+            op.insert(
+                "description".into(),
+                json!(format!(
+                    "Needs action `{}` (role {} or above).",
+                    action.as_str(),
+                    action.min_role()
+                )),
+            );
+        }
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+/// Builds the document.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for p in ROUTE_POLICY {
+        let item = paths.entry(p.path.to_owned()).or_insert_with(|| json!({}));
+        if let Value::Object(m) = item {
+            m.insert(p.method.as_str().to_lowercase(), path_item(p));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "berth REST API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Declarative control plane for Docker. Errors are {code, message, details}."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "Access JWT or API token (berth_...)." }
+            }
+        },
+        "security": [{ "bearer": [] }]
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Json<Value> {
+    Json(openapi())
+}

@@ -29,3 +29,71 @@ pub async fn serve(
         })
         .await
 }
+
+/// Why the server could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signing key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] crate::auth::jwt::KeyError),
+    /// The first admin could not be created.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::auth::BootstrapError),
+}
+
+/// What [`prepare`] built.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The state to pass to [`serve`] (add the Docker driver with [`AppState::with_driver`]).
+    pub state: AppState,
+    /// Set on first start: the admin user created and, if it was generated, its password, which
+    /// the binary prints once.
+    pub bootstrap: Option<crate::auth::BootstrapAdmin>,
+}
+
+/// Prepares everything [`serve`] needs from a configuration and an open store: creates the
+/// data directory (0700), loads or generates the token signing key, and on first start creates
+/// the `admin` user from `admin_password` (`BERTH_ADMIN_PASSWORD`) or a generated password.
+///
+/// # Errors
+///
+/// [`StartError`] when the directory, the key or the first admin cannot be set up.
+pub async fn prepare<S>(
+    config: crate::ServeConfig,
+    store: S,
+    metrics: crate::Metrics,
+    ready: tokio::sync::watch::Receiver<bool>,
+    admin_password: Option<String>,
+) -> Result<Prepared, StartError>
+where
+    S: berth_controller::store::ResourceStore
+        + berth_controller::store::AuditLog
+        + berth_controller::store::AccountStore
+        + Clone
+        + 'static,
+{
+    let dir = &config.data_dir;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+    let keys = crate::auth::jwt::JwtKeys::load_or_create(
+        &config.signing_key_path(),
+        config.issuer.clone(),
+    )?;
+    let bootstrap = crate::auth::bootstrap_admin(&store, admin_password).await?;
+    Ok(Prepared { state: AppState::new(config, keys, store, metrics, ready), bootstrap })
+}

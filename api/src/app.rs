@@ -120,11 +120,14 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
+/// The (method, path) pairs the router serves.
+type Registered = Arc<Vec<(Method, &'static str)>>;
+
 /// Authenticates the caller of a non-public route, applies the per-token rate limit and checks
 /// the route's action against the caller's role. The [`auth::Principal`] is left in the request
 /// extensions for handlers.
 async fn authorize_request(
-    State((state, registered)): State<(AppState, Arc<Vec<(Method, &'static str)>>)>,
+    State((state, registered)): State<(AppState, Registered)>,
     mut req: Request,
     next: Next,
 ) -> Response {

@@ -3,11 +3,13 @@
 //! Each subcommand is one variant of [`Command`] and one module under `cmd/` with an `Args`
 //! struct and a `run(args) -> anyhow::Result<ExitCode>` function.
 
+mod client;
 mod cmd;
+mod manifests;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// berth: a declarative control plane for Docker.
 #[derive(Debug, Parser)]
@@ -24,6 +26,32 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of a kind's manifests, or of any berth resource.
     Schema(cmd::schema::Args),
+    /// Log in to a berth server and keep the tokens in the contexts file (0600).
+    Login(cmd::login::Args),
+    /// End the session and forget its tokens.
+    Logout(cmd::login::LogoutArgs),
+    /// Create or update resources from manifests (files, directories, stdin).
+    Apply(cmd::apply::Args),
+    /// Show how the server's resources differ from manifests (exit 1 when they do).
+    Diff(cmd::diff::Args),
+    /// List resources, or show one.
+    Get(cmd::get::Args),
+    /// Show a resource in detail: spec, status, conditions, recent events.
+    Describe(cmd::describe::Args),
+    /// Delete resources by manifest or by kind and name.
+    Delete(cmd::delete::Args),
+    /// Restart a container (sets the berth.dev/restartedAt annotation).
+    Restart(cmd::restart::Args),
+    /// Query the audit log, or verify its hash chain.
+    Audit(cmd::audit::Args),
+    /// Manage users (admin).
+    User(cmd::user::Args),
+    /// Manage API tokens for CI and GitOps.
+    Token(cmd::token::Args),
+    /// Print the client's and the server's versions.
+    Version(cmd::version::Args),
+    /// Print a shell completion script.
+    Completion(cmd::completion::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +60,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(args) => cmd::schema::run(args),
+        Command::Login(args) => cmd::login::run(args),
+        Command::Logout(args) => cmd::login::logout(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Describe(args) => cmd::describe::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Restart(args) => cmd::restart::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
+        Command::User(args) => cmd::user::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Version(args) => cmd::version::run(args),
+        Command::Completion(args) => cmd::completion::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

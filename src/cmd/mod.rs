@@ -1,8 +1,20 @@
 //! One module per subcommand. A command returns the exit code it wants, or an error: a
 //! [`UsageError`] exits with status 2 (as clap does for bad flags), anything else with 1.
 
+pub mod apply;
+pub mod audit;
+pub mod completion;
+pub mod delete;
+pub mod describe;
+pub mod diff;
+pub mod get;
+pub mod login;
+pub mod restart;
 pub mod schema;
+pub mod token;
+pub mod user;
 pub mod validate;
+pub mod version;
 
 use std::process::ExitCode;
 

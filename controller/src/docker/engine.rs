@@ -27,12 +27,15 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use super::config::DockerConfig;
 use super::error::DriverError;
+use super::streams::{
+    ContainerStats, ExecSession, ExecSpec, LogOptions, OutputChunk, OutputStream,
+};
 use super::types::{
     BoundPort, ContainerCreate, ContainerFilter, ContainerState, EngineEvent, EngineVersion,
     EventKind, Health, MountKind, ObservedContainer, ObservedImage, Protocol, PullProgress,
     RegistryCredentials, RestartPolicy,
 };
-use super::{Driver, EventStream, PullStream};
+use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
 /// bollard's own per-request limit; berth applies tighter ones per operation.
 const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -524,6 +527,119 @@ impl Driver for BollardDriver {
             })
             .boxed()
     }
+
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream {
+        let opts = bollard::query_parameters::LogsOptions {
+            follow: options.follow,
+            stdout: options.stdout,
+            stderr: options.stderr,
+            since: options.since.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+            until: 0,
+            timestamps: options.timestamps,
+            tail: options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        };
+        let this = self.clone();
+        let id = id.to_owned();
+        let start = async move {
+            this.ensure_negotiated().await?;
+            let host = this.host.clone();
+            let what = format!("container {id}");
+            let out = this
+                .client()?
+                .logs(&id, Some(opts))
+                .map_ok(output_chunk)
+                .map_err(move |e| map_bollard_error(&host, e, || what.clone()));
+            Ok::<_, DriverError>(out)
+        };
+        stop_after_error(stream::once(start).try_flatten().boxed())
+    }
+
+    fn stats(&self, id: &str) -> StatsStream {
+        let opts = bollard::query_parameters::StatsOptions { stream: true, one_shot: false };
+        let this = self.clone();
+        let id = id.to_owned();
+        let start = async move {
+            this.ensure_negotiated().await?;
+            let host = this.host.clone();
+            let what = format!("container {id}");
+            let out = this
+                .client()?
+                .stats(&id, Some(opts))
+                .map_ok(container_stats)
+                .map_err(move |e| map_bollard_error(&host, e, || what.clone()));
+            Ok::<_, DriverError>(out)
+        };
+        stop_after_error(stream::once(start).try_flatten().boxed())
+    }
+
+    async fn exec_start(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+    ) -> Result<ExecSession, DriverError> {
+        let config = bollard::models::ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            console_size: spec
+                .console_size
+                .filter(|_| spec.tty)
+                .map(|(cols, rows)| vec![usize::from(rows), usize::from(cols)]),
+            tty: Some(spec.tty),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            cmd: Some(spec.command.clone()),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            ..Default::default()
+        };
+        let what = || format!("container {container}");
+        let docker = self.client()?.clone();
+        let created =
+            self.call(what, self.request_timeout, docker.create_exec(container, config)).await?;
+        let options =
+            bollard::exec::StartExecOptions { detach: false, tty: spec.tty, output_capacity: None };
+        let started = self
+            .call(
+                || format!("exec {}", created.id),
+                self.request_timeout,
+                docker.start_exec(&created.id, Some(options)),
+            )
+            .await?;
+        match started {
+            bollard::exec::StartExecResults::Attached { output, input } => {
+                let host = self.host.clone();
+                let exec_id = created.id.clone();
+                let output = output
+                    .map_ok(output_chunk)
+                    .map_err(move |e| map_bollard_error(&host, e, || format!("exec {exec_id}")))
+                    .boxed();
+                Ok(ExecSession { id: created.id, output: stop_after_error(output), input })
+            }
+            bollard::exec::StartExecResults::Detached => {
+                Err(DriverError::Protocol { source: "the Engine started the exec detached".into() })
+            }
+        }
+    }
+
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), DriverError> {
+        let options =
+            bollard::query_parameters::ResizeExecOptions { h: i32::from(rows), w: i32::from(cols) };
+        let docker = self.client()?.clone();
+        self.call(
+            || format!("exec {exec_id}"),
+            self.request_timeout,
+            docker.resize_exec(exec_id, options),
+        )
+        .await
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, DriverError> {
+        let docker = self.client()?.clone();
+        let info = self
+            .call(|| format!("exec {exec_id}"), self.request_timeout, docker.inspect_exec(exec_id))
+            .await?;
+        Ok(if info.running == Some(true) { None } else { info.exit_code })
+    }
 }
 
 /// Maps a bollard error to a [`DriverError`]; `what` names the object for not-found errors.
@@ -789,6 +905,89 @@ fn create_body(spec: &ContainerCreate) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    }
+}
+
+/// Ends a stream after its first error.
+fn stop_after_error<T: Send + 'static>(
+    s: futures::stream::BoxStream<'static, Result<T, DriverError>>,
+) -> futures::stream::BoxStream<'static, Result<T, DriverError>> {
+    s.scan(false, |failed, item| {
+        let out = if *failed { None } else { Some(item) };
+        if matches!(out, Some(Err(_))) {
+            *failed = true;
+        }
+        futures::future::ready(out)
+    })
+    .boxed()
+}
+
+fn output_chunk(o: bollard::container::LogOutput) -> OutputChunk {
+    use bollard::container::LogOutput;
+    match o {
+        LogOutput::StdOut { message } => {
+            OutputChunk { stream: OutputStream::Stdout, data: message }
+        }
+        LogOutput::StdErr { message } => {
+            OutputChunk { stream: OutputStream::Stderr, data: message }
+        }
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            OutputChunk { stream: OutputStream::Console, data: message }
+        }
+    }
+}
+
+fn container_stats(s: bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let cpu = s.cpu_stats.unwrap_or_default();
+    let precpu = s.precpu_stats.unwrap_or_default();
+    let total = |c: &bollard::models::ContainerCpuStats| {
+        c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0)
+    };
+    let online_cpus = cpu.online_cpus.filter(|n| *n > 0).unwrap_or_else(|| {
+        cpu.cpu_usage
+            .as_ref()
+            .and_then(|u| u.percpu_usage.as_ref())
+            .map_or(0, |v| u32::try_from(v.len()).unwrap_or(u32::MAX))
+    });
+    let mem = s.memory_stats.unwrap_or_default();
+    let memory_cache = mem.stats.as_ref().map_or(0, |m| {
+        m.get("inactive_file")
+            .or_else(|| m.get("total_inactive_file"))
+            .or_else(|| m.get("cache"))
+            .copied()
+            .unwrap_or(0)
+    });
+    let (net_rx, net_tx) =
+        s.networks.unwrap_or_default().values().fold((0u64, 0u64), |(r, t), n| {
+            (r.saturating_add(n.rx_bytes.unwrap_or(0)), t.saturating_add(n.tx_bytes.unwrap_or(0)))
+        });
+    let (block_read, block_write) =
+        s.blkio_stats.and_then(|b| b.io_service_bytes_recursive).unwrap_or_default().iter().fold(
+            (0u64, 0u64),
+            |(r, w), e| {
+                let v = e.value.unwrap_or(0);
+                match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    Some("read") => (r.saturating_add(v), w),
+                    Some("write") => (r, w.saturating_add(v)),
+                    _ => (r, w),
+                }
+            },
+        );
+    ContainerStats {
+        read: s.read,
+        cpu_total: total(&cpu),
+        precpu_total: total(&precpu),
+        system_cpu: cpu.system_cpu_usage.unwrap_or(0),
+        presystem_cpu: precpu.system_cpu_usage.unwrap_or(0),
+        online_cpus,
+        memory_usage: mem.usage.unwrap_or(0),
+        memory_cache,
+        memory_limit: mem.limit.unwrap_or(0),
+        net_rx,
+        net_tx,
+        block_read,
+        block_write,
+        pids: s.pids_stats.and_then(|p| p.current).unwrap_or(0),
     }
 }
 

@@ -19,11 +19,12 @@ use futures::{StreamExt, stream};
 use tokio::sync::broadcast;
 
 use super::error::DriverError;
+use super::streams::{ExecSession, ExecSpec, LogOptions};
 use super::types::{
     BoundPort, ContainerCreate, ContainerFilter, ContainerState, EngineEvent, EngineVersion,
     EventKind, ObservedContainer, ObservedImage, PullProgress, RegistryCredentials,
 };
-use super::{Driver, EventStream, PullStream};
+use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
 /// A driver operation, for counting and failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -741,6 +742,32 @@ impl Driver for FakeDriver {
             }
         });
         stream::iter(replay.into_iter().map(Ok)).chain(live).boxed()
+    }
+
+    // The fake runs no processes: logs and stats are empty and exec is refused. The API's
+    // streaming tests use the real Engine.
+    fn logs(&self, _id: &str, _options: &LogOptions) -> LogStream {
+        stream::empty().boxed()
+    }
+
+    fn stats(&self, _id: &str) -> StatsStream {
+        stream::empty().boxed()
+    }
+
+    async fn exec_start(
+        &self,
+        _container: &str,
+        _spec: &ExecSpec,
+    ) -> Result<ExecSession, DriverError> {
+        Err(DriverError::Rejected { message: "the fake Engine runs no processes".into() })
+    }
+
+    async fn exec_resize(&self, _exec_id: &str, _cols: u16, _rows: u16) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn exec_exit_code(&self, _exec_id: &str) -> Result<Option<i64>, DriverError> {
+        Ok(Some(0))
     }
 }
 

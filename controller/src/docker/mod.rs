@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod fake;
+pub mod streams;
 pub mod types;
 
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub use self::config::{DEFAULT_DOCKER_HOST, DockerConfig, TlsConfig};
 pub use self::credentials::{CredentialStore, CredentialsError};
 pub use self::engine::BollardDriver;
 pub use self::error::DriverError;
+pub use self::streams::{
+    ContainerStats, ExecSession, ExecSpec, LogOptions, OutputChunk, OutputStream,
+};
 pub use self::types::{
     BoundPort, ContainerCreate, ContainerFilter, ContainerState, DeviceMapping, EngineEvent,
     EngineVersion, EventKind, Health, Healthcheck, MountKind, MountSpec, ObservedContainer,
@@ -43,6 +47,14 @@ pub type PullStream = BoxStream<'static, Result<PullProgress, DriverError>>;
 /// Resubscribe with `since` set to the last event's [`EngineEvent::time_nano`] (events at that
 /// very instant are delivered again, so handle duplicates).
 pub type EventStream = BoxStream<'static, Result<EngineEvent, DriverError>>;
+
+/// A stream of container or exec output; it ends when the log (or the process) ends, or with
+/// one error.
+pub type LogStream = BoxStream<'static, Result<OutputChunk, DriverError>>;
+
+/// A stream of stats samples, about one a second, until the container stops or the
+/// connection drops.
+pub type StatsStream = BoxStream<'static, Result<ContainerStats, DriverError>>;
 
 /// What the reconcilers need from a Docker Engine. Object-safe: hold it as
 /// `Arc<dyn Driver>`.
@@ -121,4 +133,30 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// and the caller resubscribes with `since`. The request is sent when the stream is first
     /// polled, so pass a `since_nano` taken before any action whose events must not be missed.
     fn events(&self, since_nano: Option<i64>) -> EventStream;
+
+    /// A container's log, streamed as the Engine sends it (never collected whole). With
+    /// `follow` it stays open until the container stops or the stream is dropped.
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream;
+
+    /// A container's resource use, one sample about every second, until dropped.
+    fn stats(&self, id: &str) -> StatsStream;
+
+    /// Creates and starts an exec in a running container, attached to its stdin, stdout and
+    /// stderr.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::NotFound`] for a missing container, [`DriverError::Conflict`] when it is
+    /// not running.
+    async fn exec_start(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+    ) -> Result<ExecSession, DriverError>;
+
+    /// Resizes an exec's terminal.
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), DriverError>;
+
+    /// An exec's exit code once it has ended (`None` while it runs).
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, DriverError>;
 }

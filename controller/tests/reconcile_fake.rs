@@ -426,12 +426,30 @@ async fn a_failed_pass_records_the_error_and_the_next_retry_in_status() -> Resul
     h.apply(Kind::Container, "web", json!({"image": "127.0.0.1:5999/nothing:1"})).await?;
     let obj = h.container("web").await?;
     let err = container::reconcile(&obj, &h.ctx).await.expect_err("the image is nowhere");
-    report_failure(&h.ctx, &key("web"), &err, Duration::from_millis(400)).await?;
+    let before = chrono::Utc::now();
+    report_failure(&h.ctx, &key("web"), &err, Duration::from_secs(60)).await?;
     let status = h.status("web").await?;
     let degraded = find_condition(&status.conditions, DEGRADED).context("Degraded")?;
     assert_eq!(degraded.status, ConditionStatus::True);
     assert_eq!(degraded.reason, "ImageNotFound");
     assert!(degraded.message.contains("next retry at"), "{}", degraded.message);
+
+    // The same, as fields.
+    let last_error = status.last_error.context("lastError")?;
+    assert!(last_error.starts_with("pull image 127.0.0.1:5999/nothing:1"), "{last_error}");
+    let retry = status.next_retry_time.context("nextRetryTime")?;
+    assert!(retry >= before + chrono::Duration::seconds(59), "{retry} vs {before}");
+    assert!(retry <= chrono::Utc::now() + chrono::Duration::seconds(61), "{retry}");
+
+    // The next pass that succeeds clears them.
+    h.fake.add_registry_image("127.0.0.1:5999/nothing:1");
+    h.pass("web").await?;
+    let status = h.status("web").await?;
+    assert_eq!((status.last_error, status.next_retry_time), (None, None));
+    assert_eq!(
+        condition(&status.conditions, DEGRADED)?,
+        (ConditionStatus::False, "AsExpected".into())
+    );
     Ok(())
 }
 
@@ -495,6 +513,9 @@ async fn an_image_behind_auth_is_pulled_with_the_configured_credentials_and_a_wr
         condition(&status.conditions, DEGRADED)?,
         (ConditionStatus::True, "RegistryAuthFailed".into())
     );
+    let last_error = status.last_error.context("lastError")?;
+    assert!(last_error.contains("with registry credentials"), "{last_error}");
+    assert!(status.next_retry_time.is_some());
     Ok(())
 }
 

@@ -480,6 +480,15 @@ pub struct ContainerStatus {
     /// The ports Docker published, with the host addresses and ports it bound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<BoundPort>,
+    /// The error of the last failed reconcile, with its causes (for example `pull image
+    /// registry.local/app:1 failed: registry refused access ...`); cleared by the next pass
+    /// that succeeds. The `Degraded` condition carries its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When berth tries again after that failure (exponential backoff, 100 ms doubling to
+    /// 5 minutes); cleared with `lastError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -68,6 +68,15 @@ pub struct ImageStatus {
     /// When berth last pulled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled_at: Option<DateTime<Utc>>,
+    /// The error of the last failed reconcile, with its causes (for example `pull image
+    /// registry.local/app:1 failed: registry refused access ...`); cleared by the next pass
+    /// that succeeds. The `Degraded` condition carries its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When berth tries again after that failure (exponential backoff, 100 ms doubling to
+    /// 5 minutes); cleared with `lastError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

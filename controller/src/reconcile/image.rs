@@ -56,6 +56,12 @@ async fn users_of(ctx: &Context, image: &ObservedImage) -> Result<Vec<String>, E
     Ok(containers.into_iter().filter(|c| c.image_id == image.id).map(|c| c.name).collect())
 }
 
+/// Clears the failure fields of a pass that ends well.
+fn settled(status: &mut ImageStatus) {
+    status.last_error = None;
+    status.next_retry_time = None;
+}
+
 fn observed(status: &mut ImageStatus, image: Option<&ObservedImage>) {
     status.image_id = image.map(|i| i.id.clone());
     status.repo_digests = image.map(|i| i.repo_digests.clone()).unwrap_or_default();
@@ -108,6 +114,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                         c(DEGRADED, False, "AsExpected", String::new()),
                     ],
                 );
+                settled(&mut status);
                 write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
                 return Ok(Action::requeue(config.in_use_recheck));
             }
@@ -134,6 +141,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                         c(DEGRADED, False, "AsExpected", String::new()),
                     ],
                 );
+                settled(&mut status);
                 write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
                 return Ok(Action::await_change());
             };
@@ -153,6 +161,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                         c(DEGRADED, True, "InUse", msg),
                     ],
                 );
+                settled(&mut status);
                 write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
                 return Ok(Action::requeue(config.in_use_recheck));
             }
@@ -168,6 +177,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                     c(DEGRADED, False, "AsExpected", String::new()),
                 ],
             );
+            settled(&mut status);
             write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
             Ok(Action::await_change())
         }
@@ -207,6 +217,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                 }
             };
             set_conditions(&mut status.conditions, conditions);
+            settled(&mut status);
             write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
             Ok(match obj.spec.pull_policy {
                 PullPolicy::Always => Action::requeue(config.always_repull_after),

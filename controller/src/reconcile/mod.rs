@@ -194,17 +194,8 @@ pub(crate) fn set_conditions(conditions: &mut Vec<Condition>, new: [Condition; 3
     }
 }
 
-/// The `Degraded` condition and message for a failed reconcile, naming the retry time.
-pub(crate) fn failure_condition(
-    error: &Error,
-    retry_in: std::time::Duration,
-    generation: Option<u64>,
-    now: DateTime<Utc>,
-) -> Condition {
-    let retry_at = chrono::Duration::from_std(retry_in)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(now);
+/// The error with its causes, `: `-separated.
+pub(crate) fn error_chain(error: &Error) -> String {
     let mut chain = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(s) = source {
@@ -212,6 +203,23 @@ pub(crate) fn failure_condition(
         chain.push_str(&s.to_string());
         source = s.source();
     }
+    chain
+}
+
+/// When a retry `retry_in` from `now` happens.
+pub(crate) fn retry_time(retry_in: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::Duration::from_std(retry_in).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
+}
+
+/// The `Degraded` condition and message for a failed reconcile, naming the retry time.
+pub(crate) fn failure_condition(
+    error: &Error,
+    retry_in: std::time::Duration,
+    generation: Option<u64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let retry_at = retry_time(retry_in, now);
+    let chain = error_chain(error);
     condition(
         berth_schemas::condition::DEGRADED,
         ConditionStatus::True,
@@ -226,7 +234,8 @@ pub(crate) fn failure_condition(
     )
 }
 
-/// Records a failed pass in status: `Degraded` with the error and the retry time.
+/// Records a failed pass in status: `Degraded` with the error and the retry time, and the
+/// `lastError` and `nextRetryTime` fields (the next pass that succeeds clears them).
 ///
 /// # Errors
 ///
@@ -273,6 +282,11 @@ pub async fn report_failure(
         if let Some(g) = generation {
             map.insert("observedGeneration".into(), g.into());
         }
+        map.insert("lastError".into(), error_chain(error).into());
+        map.insert(
+            "nextRetryTime".into(),
+            serde_json::to_value(retry_time(retry_in, now)).unwrap_or(serde_json::Value::Null),
+        );
     }
     if status != stored.status {
         ctx.store

@@ -84,6 +84,9 @@ pub fn container_status(
     let generation = obj.metadata.generation;
     let mut status = obj.status.clone().unwrap_or_default();
     status.observed_generation = generation;
+    // This pass ended well: the failure of an earlier one is over.
+    status.last_error = None;
+    status.next_retry_time = None;
     match current {
         Some(c) => {
             status.container_id = Some(c.id.clone());

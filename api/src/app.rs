@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         registered.push((method, path));
         r = r.route(path, handler);
     }
+    r = r.merge(crate::graphql::routes(state.clone()));
     let registered = Arc::new(registered);
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub login_per_address: RateLimit,
     /// Authenticated requests per token / session (200, regaining 50 a second).
     pub per_token: RateLimit,
+    /// GraphQL limits, websocket `Origin` allow-list and keepalive.
+    pub graphql: crate::graphql::GraphqlConfig,
 }
 
 impl Default for ServeConfig {
@@ -62,6 +64,7 @@ impl Default for ServeConfig {
             login_per_user: RateLimit::per_minute(10, 10),
             login_per_address: RateLimit::per_minute(30, 30),
             per_token: RateLimit { burst: 200, per_second: 50.0 },
+            graphql: crate::graphql::GraphqlConfig::default(),
         }
     }
 }

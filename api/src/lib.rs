@@ -10,6 +10,7 @@
 //! - [`auth`]: access JWTs, refresh tokens, API tokens, the authenticated [`auth::Principal`].
 //! - [`routes`]: the handlers, one module per area.
 //! - [`error`]: [`ApiError`] and the `{code, message, details}` body.
+//! - [`graphql`]: the GraphQL schema (queries, mutations, subscriptions) and its transports.
 //! - [`metrics`], [`ratelimit`]: the Prometheus registry and token buckets.
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;

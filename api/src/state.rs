@@ -102,6 +102,22 @@ impl AppState {
         self.inner.driver.as_deref()
     }
 
+    /// Gives the API a Docker Engine driver (for GraphQL Engine info, logs, stats and exec).
+    /// Only the first call takes effect; returns whether this one did.
+    pub fn set_docker(&self, driver: Arc<dyn berth_controller::docker::Driver>) -> bool {
+        self.inner.docker.set(driver).is_ok()
+    }
+
+    /// The Docker Engine driver, when one was set.
+    pub fn docker(&self) -> Option<&Arc<dyn berth_controller::docker::Driver>> {
+        self.inner.docker.get()
+    }
+
+    /// GraphQL's shared streams (log and stats fan-out, exec sessions, subscription counts).
+    pub(crate) fn graphql(&self) -> &crate::graphql::Shared {
+        &self.inner.graphql
+    }
+
     /// The server configuration.
     pub fn config(&self) -> &ServeConfig {
         &self.inner.config

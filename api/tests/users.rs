@@ -108,6 +108,7 @@ async fn everyone_can_read_me_and_change_their_own_password() {
     let srv = TestServer::start().await;
     let admin = srv.admin().await;
     let viewer = srv.user(&admin, "vic", "viewer").await;
+    let (_, vic_refresh) = srv.tokens("vic", "vic-password").await;
     let me = srv.get("/api/v1/me", Some(&viewer)).await;
     assert_eq!(me.json()["username"], "vic");
     assert_eq!(me.json()["effectiveRole"], "viewer");
@@ -132,6 +133,9 @@ async fn everyone_can_read_me_and_change_their_own_password() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(srv.get("/api/v1/me", Some(&viewer)).await.status, 401, "old session ended");
+    let r =
+        srv.post_json("/api/v1/auth/refresh", None, json!({ "refreshToken": vic_refresh })).await;
+    assert_eq!(r.status, 401, "refresh tokens from before the change are revoked");
     assert_eq!(srv.login("vic", "vic-new-password").await.status, 200);
     assert_eq!(srv.login("admin", ADMIN_PASSWORD).await.status, 200);
 }

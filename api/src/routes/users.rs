@@ -197,17 +197,14 @@ pub async fn change_own_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Ends the sessions of `username` that this process issued: their access tokens stop working
-/// at once. Refresh tokens of a disabled or deleted user are refused at `/auth/refresh`.
-///
-/// `AccountStore::revoke_user_refresh_families` would also end refresh families durably, but
-/// in the store as of this commit it deadlocks the store's writer (it scans a tree inside the
-/// write transaction), so it is not called here; see the api report.
+/// Ends every session of `username`: refresh-token families are revoked in the store, and
+/// access tokens this process issued stop working at once.
 async fn end_sessions(
     state: &AppState,
-    _principal: &Principal,
+    principal: &Principal,
     username: &str,
 ) -> Result<(), ApiError> {
+    state.accounts().revoke_user_refresh_families(&principal.ctx(), username).await?;
     state.revoke_user_sessions(username);
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 mod client;
 mod cmd;
+mod import;
 mod manifests;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,10 @@ enum Command {
     Version(cmd::version::Args),
     /// Print a shell completion script.
     Completion(cmd::completion::Args),
+    /// Convert other formats (docker-compose) into berth manifests.
+    Import(cmd::import::Args),
+    /// Keep the server equal to a directory of manifests (GitOps), pruning what leaves it.
+    Sync(cmd::sync::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,8 @@ fn main() -> ExitCode {
         Command::Token(args) => cmd::token::run(args),
         Command::Version(args) => cmd::version::run(args),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Sync(args) => cmd::sync::run(args),
     };
     match result {
         Ok(code) => code,

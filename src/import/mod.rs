@@ -1,0 +1,3 @@
+//! Converters from other formats into berth manifests.
+
+pub mod compose;

@@ -39,6 +39,7 @@ struct Inner {
     dummy_hash: OnceCell<String>,
     shutdown: CancellationToken,
     driver: Option<Arc<dyn Driver>>,
+    graphql: crate::graphql::Shared,
 }
 
 impl AppState {
@@ -75,6 +76,7 @@ impl AppState {
                 dummy_hash: OnceCell::new(),
                 shutdown: CancellationToken::new(),
                 driver: None,
+                graphql: crate::graphql::Shared::default(),
             }),
         }
     }
@@ -102,15 +104,9 @@ impl AppState {
         self.inner.driver.as_deref()
     }
 
-    /// Gives the API a Docker Engine driver (for GraphQL Engine info, logs, stats and exec).
-    /// Only the first call takes effect; returns whether this one did.
-    pub fn set_docker(&self, driver: Arc<dyn berth_controller::docker::Driver>) -> bool {
-        self.inner.docker.set(driver).is_ok()
-    }
-
-    /// The Docker Engine driver, when one was set.
-    pub fn docker(&self) -> Option<&Arc<dyn berth_controller::docker::Driver>> {
-        self.inner.docker.get()
+    /// The Docker Engine driver as a shared handle (GraphQL streams outlive the request).
+    pub(crate) fn driver_arc(&self) -> Option<Arc<dyn Driver>> {
+        self.inner.driver.clone()
     }
 
     /// GraphQL's shared streams (log and stats fan-out, exec sessions, subscription counts).

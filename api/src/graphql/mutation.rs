@@ -1,0 +1,242 @@
+//! The `Mutation` root: apply, delete, restart, user and API-token administration, and the
+//! stdin / terminal size of exec sessions.
+//!
+//! Apply, users and tokens go through the REST handlers themselves, so validation, admin-only
+//! fields, last-admin protection and audit are the same on both faces.
+
+use async_graphql::{Context, Json, Object};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine as _;
+use berth_schemas::ResourceKey;
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::error::{GqlResult, IntoGql, coded};
+use super::policy::{Root, RootPolicy, principal};
+use super::query::{docker, parse_kind, state};
+use super::types::Resource;
+use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::policy::Role;
+use crate::routes;
+
+/// The annotation `restartContainer` bumps; a change of it makes the controller replace the
+/// container.
+pub const RESTARTED_AT: &str = "berth.dev/restartedAt";
+
+/// The mutation root.
+#[derive(Debug, Default)]
+pub struct Mutation;
+
+fn parse_role(s: &str) -> GqlResult<Role> {
+    serde_json::from_value(Value::String(s.to_ascii_lowercase())).map_err(|_| {
+        coded("bad_request", format!("role must be admin, operator or viewer, not {s:?}"))
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> GqlResult<Json<Value>> {
+    serde_json::to_value(v).map(Json).map_err(|_| coded("internal", "internal error"))
+}
+
+#[Object(guard = "RootPolicy(Root::Mutation)")]
+impl Mutation {
+    /// Applies one or more YAML (or JSON) documents, as `POST /api/v1/apply`:
+    /// `{dryRun, results: [{kind, namespace, name, outcome, diff, ...}], pruned}`.
+    async fn apply(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "multi-document YAML, or JSON")] manifest: String,
+        #[graphql(default)] dry_run: bool,
+        #[graphql(desc = "delete resources matching this selector that are not in the manifest")]
+        prune: Option<String>,
+    ) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?.clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+        let q = routes::resources::ApplyQuery { dry_run, prune };
+        let axum::Json(r) = routes::resources::apply(
+            State(state(ctx)?.clone()),
+            p,
+            ApiQuery(q),
+            headers,
+            ApiBytes(Bytes::from(manifest)),
+        )
+        .await
+        .gql()?;
+        to_json(&r)
+    }
+
+    /// Deletes a resource: `{outcome: deleted | terminating, object}` (the controller removes
+    /// what it made in Docker first).
+    async fn delete(
+        &self,
+        ctx: &Context<'_>,
+        kind: String,
+        #[graphql(default = "default")] namespace: String,
+        name: String,
+    ) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?;
+        let key = ResourceKey::new(parse_kind(&kind)?, namespace, name);
+        let w = state(ctx)?.resources().delete(&p.ctx(), &key).await.gql()?;
+        Ok(Json(json!({ "outcome": w.outcome.as_str(), "object": w.object })))
+    }
+
+    /// Restarts a container declaratively: bumps its `berth.dev/restartedAt` annotation, so
+    /// the restart is audited and survives a restart of berth.
+    async fn restart_container(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = "default")] namespace: String,
+        name: String,
+    ) -> GqlResult<Resource> {
+        let p = principal(ctx)?;
+        let store = state(ctx)?.resources();
+        let key = ResourceKey::new(berth_schemas::Kind::Container, namespace, name);
+        let mut o = store
+            .get(&key)
+            .await
+            .gql()?
+            .ok_or_else(|| coded("not_found", format!("{key} not found")))?;
+        o.metadata.annotations.insert(
+            RESTARTED_AT.to_owned(),
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        // The resourceVersion read above makes a concurrent change a conflict.
+        let w = store.apply(&p.ctx(), o).await.gql()?;
+        Ok(Resource(w.object))
+    }
+
+    /// Creates a user (admin).
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+        #[graphql(desc = "admin, operator or viewer")] role: String,
+    ) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?.clone();
+        let req = routes::users::CreateUser { username, password, role: parse_role(&role)? };
+        let (_, axum::Json(u)) =
+            routes::users::create(State(state(ctx)?.clone()), p, ApiJson(req)).await.gql()?;
+        to_json(&u)
+    }
+
+    /// Changes a user's role or disables them (admin).
+    async fn update_user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        role: Option<String>,
+        disabled: Option<bool>,
+    ) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?.clone();
+        let role = role.as_deref().map(parse_role).transpose()?;
+        let req = routes::users::PatchUser { role, disabled };
+        let axum::Json(u) =
+            routes::users::update(State(state(ctx)?.clone()), p, ApiPath(username), ApiJson(req))
+                .await
+                .gql()?;
+        to_json(&u)
+    }
+
+    /// Sets a user's password (admin); their sessions end.
+    async fn set_user_password(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+    ) -> GqlResult<bool> {
+        let p = principal(ctx)?.clone();
+        let req = routes::users::SetPassword { password };
+        routes::users::reset_password(
+            State(state(ctx)?.clone()),
+            p,
+            ApiPath(username),
+            ApiJson(req),
+        )
+        .await
+        .gql()?;
+        Ok(true)
+    }
+
+    /// Deletes a user (admin); the last admin cannot be deleted.
+    async fn delete_user(&self, ctx: &Context<'_>, username: String) -> GqlResult<bool> {
+        let p = principal(ctx)?.clone();
+        routes::users::remove(State(state(ctx)?.clone()), p, ApiPath(username)).await.gql()?;
+        Ok(true)
+    }
+
+    /// Creates an API token for the caller: `{id, name, role, expires, token}`; the secret
+    /// `token` is shown only here.
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: Option<String>,
+        expires_in_days: Option<u32>,
+    ) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?.clone();
+        let role = role.as_deref().map(parse_role).transpose()?;
+        let req = routes::tokens::CreateToken { name, role, expires_in_days };
+        let (_, axum::Json(t)) =
+            routes::tokens::create(State(state(ctx)?.clone()), p, ApiJson(req)).await.gql()?;
+        to_json(&t)
+    }
+
+    /// Revokes an API token (one's own, or anyone's for an admin).
+    async fn revoke_api_token(&self, ctx: &Context<'_>, id: String) -> GqlResult<Json<Value>> {
+        let p = principal(ctx)?.clone();
+        let axum::Json(t) =
+            routes::tokens::revoke(State(state(ctx)?.clone()), p, ApiPath(id)).await.gql()?;
+        to_json(&t)
+    }
+
+    /// Sends bytes to the standard input of one's own exec session. `data` is text, or
+    /// base64 with `base64: true`.
+    async fn exec_input(
+        &self,
+        ctx: &Context<'_>,
+        session_id: String,
+        data: String,
+        #[graphql(default)] base64: bool,
+    ) -> GqlResult<bool> {
+        let p = principal(ctx)?;
+        let bytes = if base64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .map_err(|e| coded("bad_request", format!("data is not base64: {e}")))?
+        } else {
+            data.into_bytes()
+        };
+        let s =
+            state(ctx)?.graphql().exec.get(&session_id, &p.username).ok_or_else(|| {
+                coded("not_found", format!("exec session {session_id:?} not found"))
+            })?;
+        s.input
+            .send(Bytes::from(bytes))
+            .await
+            .map_err(|_| coded("gone", "the exec session has ended"))?;
+        Ok(true)
+    }
+
+    /// Resizes the terminal of one's own exec session.
+    async fn exec_resize(
+        &self,
+        ctx: &Context<'_>,
+        session_id: String,
+        cols: u16,
+        rows: u16,
+    ) -> GqlResult<bool> {
+        let p = principal(ctx)?;
+        if cols == 0 || rows == 0 {
+            return Err(coded("bad_request", "cols and rows must be at least 1"));
+        }
+        let s =
+            state(ctx)?.graphql().exec.get(&session_id, &p.username).ok_or_else(|| {
+                coded("not_found", format!("exec session {session_id:?} not found"))
+            })?;
+        docker(ctx)?.exec_resize(&s.exec_id, cols, rows).await.gql()?;
+        Ok(true)
+    }
+}

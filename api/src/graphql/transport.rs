@@ -1,0 +1,353 @@
+//! The transports: `POST /graphql` (Bearer token, batches capped) and the websocket at
+//! `/graphql/ws` (graphql-transport-ws, and the older graphql-ws subprotocol).
+//!
+//! Websocket rules: the `Origin` header, when a browser sends one, must be the server's own
+//! origin, a loopback origin or one in [`GraphqlConfig::allowed_origins`](super::GraphqlConfig)
+//! (403 otherwise, before the upgrade). The token travels in the `connection_init` payload as
+//! `{"authorization": "Bearer <token>"}` (key matched case-insensitively), never in the URL;
+//! a missing or bad token closes the socket with 4401, a valid credential whose account may
+//! not connect (disabled user) with 4403. The server pings every
+//! [`keepalive_interval`](super::GraphqlConfig::keepalive_interval) and closes with 4401 when
+//! the token expires.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::http::{WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage};
+use async_graphql::{BatchRequest, Data};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_controller::store::token_hash;
+use chrono::{DateTime, Utc};
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+
+use super::schema::{BerthSchema, build_schema};
+use crate::auth::{self, API_TOKEN_PREFIX, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Close code: no or bad credentials in `connection_init`, or the token expired.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close code: valid credentials whose account may not connect.
+pub const CLOSE_FORBIDDEN: u16 = 4403;
+/// Close code: no `connection_init` in time.
+pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+
+/// The GraphQL routes, `POST /graphql` and `GET /graphql/ws`, to merge into the REST router
+/// (which [`crate::app::router`] does).
+pub fn routes(state: AppState) -> Router<AppState> {
+    let schema = build_schema(state);
+    Router::new()
+        .route("/graphql", post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
+        .layer(Extension(schema))
+}
+
+fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, axum::Json(body)).into_response()
+}
+
+fn api_error_response(e: &ApiError) -> Response {
+    let mut r = error_body(e.status(), e.code(), &e.to_string());
+    if let ApiError::RateLimited { retry_after } = e {
+        r.headers_mut().insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+    }
+    r
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    Extension(schema): Extension<BerthSchema>,
+    headers: HeaderMap,
+    req: GraphQLBatchRequest,
+) -> Response {
+    let principal = match auth::authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return api_error_response(&e),
+    };
+    if let Err(retry_after) = state.per_token().check(&principal.rate_key()) {
+        return api_error_response(&ApiError::RateLimited { retry_after });
+    }
+    let cfg = &state.config().graphql;
+    let batch = req.into_inner();
+    if let BatchRequest::Batch(v) = &batch
+        && v.len() > cfg.max_batch
+    {
+        let m = format!("a batch may hold at most {} operations, not {}", cfg.max_batch, v.len());
+        return error_body(StatusCode::BAD_REQUEST, "batch_limit", &m);
+    }
+    let batch = batch.data(principal);
+    match tokio::time::timeout(cfg.query_timeout, schema.execute_batch(batch)).await {
+        Ok(resp) => GraphQLResponse::from(resp).into_response(),
+        Err(_) => {
+            error_body(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long")
+        }
+    }
+}
+
+/// Whether a browser page from `origin` may open the websocket.
+pub fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some((_, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+        return true; // same origin
+    }
+    let hostname = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    hostname.eq_ignore_ascii_case("localhost")
+        || hostname.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn graphql_ws(
+    State(state): State<AppState>,
+    Extension(schema): Extension<BerthSchema>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !origin_allowed(origin, host, &state.config().graphql.allowed_origins) {
+            tracing::info!(origin, "websocket from a foreign origin refused");
+            return error_body(StatusCode::FORBIDDEN, "origin_not_allowed", "origin not allowed");
+        }
+    }
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok()));
+    let Some(protocol) = protocol else {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "ask for the graphql-transport-ws (or graphql-ws) subprotocol",
+        );
+    };
+    upgrade
+        .protocols([protocol.sec_websocket_protocol()])
+        .on_upgrade(move |socket| serve_socket(socket, state, schema, protocol))
+}
+
+/// What `connection_init` decided, for the connection loop.
+#[derive(Debug, Default)]
+struct InitOutcome {
+    refused: Option<(u16, String)>,
+    expires: Option<DateTime<Utc>>,
+}
+
+fn token_from_payload(payload: &Value) -> Option<String> {
+    let obj = payload.as_object()?;
+    let v = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .or_else(|| {
+            obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("headers")).and_then(|(_, h)| {
+                h.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            })
+        })?
+        .1
+        .as_str()?
+        .trim();
+    let token = match v.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+        Some(_) => return None,
+        None => v,
+    };
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// When the credential stops being valid, and whether a refused credential is valid but its
+/// account may not connect (4403) rather than bad (4401).
+async fn credential_facts(state: &AppState, token: &str) -> (Option<DateTime<Utc>>, bool) {
+    let (owner, expires) = if token.starts_with(API_TOKEN_PREFIX) {
+        match state.accounts().find_api_token(&token_hash(token)).await {
+            Ok(Some(t)) if t.is_active(Utc::now()) => (Some(t.owner), t.expires),
+            _ => (None, None),
+        }
+    } else {
+        match state.keys().verify(token) {
+            Ok(c) => {
+                let exp = i64::try_from(c.exp).ok().and_then(|s| DateTime::from_timestamp(s, 0));
+                (Some(c.sub), exp)
+            }
+            Err(_) => (None, None),
+        }
+    };
+    let disabled = match &owner {
+        Some(u) => matches!(state.accounts().get_user(u).await, Ok(Some(u)) if u.disabled),
+        None => false,
+    };
+    (expires, disabled)
+}
+
+async fn connection_init(
+    state: AppState,
+    outcome: Arc<Mutex<InitOutcome>>,
+    payload: Value,
+) -> async_graphql::Result<Data> {
+    let refuse = |code: u16, message: &str| {
+        outcome.lock().unwrap_or_else(PoisonError::into_inner).refused =
+            Some((code, message.to_owned()));
+        async_graphql::Error::new(message)
+    };
+    let Some(token) = token_from_payload(&payload) else {
+        return Err(refuse(CLOSE_UNAUTHORIZED, "Unauthorized: no token in connection_init"));
+    };
+    let (expires, disabled) = credential_facts(&state, &token).await;
+    let principal: Principal = match auth::authenticate_token(&state, &token).await {
+        Ok(p) => p,
+        Err(_) if disabled => return Err(refuse(CLOSE_FORBIDDEN, "Forbidden: account disabled")),
+        Err(_) => return Err(refuse(CLOSE_UNAUTHORIZED, "Unauthorized")),
+    };
+    outcome.lock().unwrap_or_else(PoisonError::into_inner).expires = expires;
+    let mut data = Data::default();
+    data.insert(principal);
+    Ok(data)
+}
+
+fn keepalive_message(protocol: WebSocketProtocols) -> String {
+    match protocol {
+        WebSocketProtocols::GraphQLWS => r#"{"type":"ping"}"#.to_owned(),
+        WebSocketProtocols::SubscriptionsTransportWS => r#"{"type":"ka"}"#.to_owned(),
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))
+}
+
+async fn serve_socket(
+    socket: WebSocket,
+    state: AppState,
+    schema: BerthSchema,
+    protocol: WebSocketProtocols,
+) {
+    let (mut sink, incoming) = socket.split();
+    let incoming = incoming
+        .take_while(|m| {
+            futures::future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_))))
+        })
+        .filter_map(|m| {
+            futures::future::ready(match m {
+                Ok(Message::Text(t)) => Some(t.as_bytes().to_vec()),
+                Ok(Message::Binary(b)) => Some(b.to_vec()),
+                _ => None,
+            })
+        });
+    let outcome: Arc<Mutex<InitOutcome>> = Arc::default();
+    let init_state = state.clone();
+    let init_outcome = Arc::clone(&outcome);
+    let mut gql = Box::pin(
+        GqlWebSocket::new(schema, incoming, protocol)
+            .on_connection_init(move |payload| connection_init(init_state, init_outcome, payload)),
+    );
+    let cfg = state.config().graphql.clone();
+    let shutdown = state.shutdown_token().clone();
+    let init_deadline = tokio::time::sleep(cfg.connection_init_timeout);
+    tokio::pin!(init_deadline);
+    let mut acked = false;
+    let mut expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut keepalive = tokio::time::interval(cfg.keepalive_interval);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.reset();
+    let final_message = loop {
+        tokio::select! {
+            msg = gql.next() => match msg {
+                Some(WsMessage::Text(t)) => {
+                    if !acked && t.contains("connection_ack") {
+                        acked = true;
+                        let expires = outcome.lock().unwrap_or_else(PoisonError::into_inner).expires;
+                        if let Some(at) = expires {
+                            let left = (at - Utc::now()).to_std().unwrap_or_default();
+                            expiry = Some(Box::pin(tokio::time::sleep(left)));
+                        }
+                    }
+                    if sink.send(Message::Text(t.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(WsMessage::Close(code, reason)) => {
+                    let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
+                    break Some(match refused {
+                        Some((code, reason)) => close(code, &reason),
+                        None => close(code, &reason),
+                    });
+                }
+                None => {
+                    // The legacy protocol answers a refused init with a connection_error
+                    // message and ends; close with the same code as the newer protocol.
+                    let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
+                    break refused.map(|(code, reason)| close(code, &reason));
+                }
+            },
+            () = &mut init_deadline, if !acked => {
+                break Some(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"));
+            }
+            () = async { if let Some(e) = expiry.as_mut() { e.await } else { std::future::pending().await } } => {
+                break Some(close(CLOSE_UNAUTHORIZED, "Unauthorized: token expired"));
+            }
+            _ = keepalive.tick(), if acked => {
+                if sink.send(Message::Text(keepalive_message(protocol).into())).await.is_err() {
+                    break None;
+                }
+            }
+            () = shutdown.cancelled() => {
+                break Some(close(1001, "server shutting down"));
+            }
+        }
+    };
+    if let Some(m) = final_message {
+        let _ = sink.send(m).await;
+    }
+    let _ = sink.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_found_under_any_spelling_of_authorization() {
+        assert_eq!(
+            token_from_payload(&json!({"Authorization": "Bearer abc"})).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from_payload(&json!({"authorization": "bearer abc"})).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from_payload(&json!({"headers": {"AUTHORIZATION": "Bearer abc"}})).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(token_from_payload(&json!({"authorization": "Basic abc"})), None);
+        assert_eq!(token_from_payload(&json!({})), None);
+        assert_eq!(token_from_payload(&json!("Bearer abc")), None);
+    }
+
+    #[test]
+    fn loopback_same_origin_and_listed_origins_are_allowed_and_others_refused() {
+        let none: Vec<String> = vec![];
+        assert!(origin_allowed("http://localhost:3000", Some("berth:7480"), &none));
+        assert!(origin_allowed("http://127.0.0.1:8080", None, &none));
+        assert!(origin_allowed("http://[::1]:8080", None, &none));
+        assert!(origin_allowed("https://berth.example:7480", Some("berth.example:7480"), &none));
+        assert!(!origin_allowed("https://evil.example", Some("berth.example:7480"), &none));
+        assert!(!origin_allowed("null", None, &none));
+        let listed = vec!["https://dash.example".to_owned()];
+        assert!(origin_allowed("https://dash.example", None, &listed));
+    }
+}

@@ -1,0 +1,597 @@
+//! GraphQL over a real websocket (tokio-tungstenite) and HTTP against a real server on
+//! 127.0.0.1:0, the real store, and a real container from `berth-test/busybox:1` on the test
+//! Docker Engine (`scripts/test-env env`). Without an Engine these tests fail.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use berth_controller::docker::{BollardDriver, ContainerCreate, DockerConfig, Driver};
+use berth_controller::labels;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use common::TestServer;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn image() -> String {
+    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| "berth-test/busybox:1".to_owned())
+}
+
+async fn engine() -> Arc<dyn Driver> {
+    let d = BollardDriver::connect(&DockerConfig::from_env())
+        .await
+        .expect("the test Docker Engine must be running (scripts/test-env up)");
+    Arc::new(d)
+}
+
+/// A running container labelled as berth's `Container default/<name>`; removed on drop.
+struct TestContainer {
+    driver: Arc<dyn Driver>,
+    id: String,
+}
+
+impl TestContainer {
+    async fn start(driver: Arc<dyn Driver>, name: &str, script: &str) -> Self {
+        let spec = ContainerCreate {
+            name: format!("berth-gqltest-{name}-{}", uuid::Uuid::new_v4().simple()),
+            image: image(),
+            cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            labels: [
+                (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+                (labels::KIND, "Container"),
+                (labels::NAMESPACE, "default"),
+                (labels::NAME, name),
+                ("dev.berth.test", "graphql"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..ContainerCreate::default()
+        };
+        let id = within("container create", driver.create_container(&spec)).await.expect("create");
+        within("container start", driver.start_container(&id)).await.expect("start");
+        Self { driver, id }
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let driver = Arc::clone(&self.driver);
+        let id = self.id.clone();
+        // Cleanup must not panic; the runtime may be gone already.
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                let _ = driver.remove_container(&id).await;
+            });
+        }
+    }
+}
+
+async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+/// A server on 127.0.0.1:0 over a fresh store, with the test Engine as its driver.
+async fn server_with(tweak: impl FnOnce(&mut berth_api::ServeConfig)) -> TestServer {
+    TestServer::start_driver(tweak, |_| {}, Some(engine().await)).await
+}
+
+struct Ws {
+    inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+type Handshake = Result<Ws, tokio_tungstenite::tungstenite::Error>;
+
+async fn ws_raw(s: &TestServer, protocol: &str, origin: Option<&str>) -> Handshake {
+    let mut req = format!("ws://{}/graphql/ws", s.addr).into_client_request().expect("request");
+    req.headers_mut().insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().expect("header"));
+    }
+    let (inner, _) = within("websocket handshake", tokio_tungstenite::connect_async(req)).await?;
+    Ok(Ws { inner })
+}
+
+impl Ws {
+    async fn connect(s: &TestServer, token: &str) -> Self {
+        let mut ws = ws_raw(s, "graphql-transport-ws", None).await.expect("handshake");
+        ws.send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}))
+            .await;
+        let ack = ws.recv().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+
+    async fn send(&mut self, v: Value) {
+        within("send", self.inner.send(Message::Text(v.to_string().into()))).await.expect("send");
+    }
+
+    /// The next protocol message, answering server pings.
+    async fn recv(&mut self) -> Value {
+        loop {
+            let m = within("a websocket message", self.inner.next())
+                .await
+                .expect("the socket closed")
+                .expect("websocket error");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("JSON");
+                if v["type"] == "ping" {
+                    self.send(json!({"type": "pong"})).await;
+                    continue;
+                }
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            match within("the close frame", self.inner.next()).await {
+                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                Some(Ok(Message::Close(None))) | None => return u16::from(CloseCode::Status),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("websocket error before close: {e}"),
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+            .await;
+    }
+
+    /// The next `next` payload's data for `id` (panics on an error message).
+    async fn next_data(&mut self, id: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["id"] != id {
+                continue;
+            }
+            match m["type"].as_str() {
+                Some("next") => {
+                    assert!(m["payload"]["errors"].is_null(), "errors: {m}");
+                    return m["payload"]["data"].clone();
+                }
+                _ => panic!("expected data for {id}, got {m}"),
+            }
+        }
+    }
+
+    /// The next message for `id`, whatever it is.
+    async fn next_for(&mut self, id: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["id"] == id {
+                return m;
+            }
+        }
+    }
+}
+
+async fn post(s: &TestServer, token: Option<&str>, body: Value) -> common::Resp {
+    s.post_json("/graphql", token, body).await
+}
+
+fn code_of(v: &Value) -> String {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>").to_owned()
+}
+
+const LOGS: &str = "subscription L($name: String!, $tail: Int, $follow: Boolean!) {
+  logs(name: $name, tail: $tail, follow: $follow, timestamps: true) { stream line timestamp dropped }
+}";
+
+#[tokio::test]
+async fn logs_tail_returns_the_last_lines_and_follow_keeps_streaming_new_ones() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let c = TestContainer::start(
+        engine().await,
+        "logs",
+        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+    )
+    .await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    // Follow until line 5 has been written: the live part works.
+    ws.subscribe("f", LOGS, json!({"name": "logs", "follow": true})).await;
+    let mut seen = Vec::new();
+    loop {
+        let d = ws.next_data("f").await;
+        let line = d["logs"]["line"].as_str().expect("line").to_owned();
+        assert_eq!(d["logs"]["stream"], "STDOUT");
+        assert!(d["logs"]["timestamp"].is_string());
+        seen.push(line.clone());
+        if line == "line 12" {
+            break;
+        }
+    }
+    let nums: Vec<u64> = seen.iter().map(|l| l[5..].parse().expect("number")).collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "gap or duplicate: {nums:?}");
+    assert_eq!(nums.first(), Some(&0));
+    // Tail without follow: exactly the last three lines, consecutive, then complete.
+    ws.subscribe("t", LOGS, json!({"name": "logs", "tail": 3, "follow": false})).await;
+    let mut tail = Vec::new();
+    loop {
+        let m = ws.next_for("t").await;
+        match m["type"].as_str() {
+            Some("next") => {
+                tail.push(m["payload"]["data"]["logs"]["line"].as_str().expect("line").to_owned())
+            }
+            Some("complete") => break,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!(tail.len(), 3, "{tail:?}");
+    let t: Vec<u64> = tail.iter().map(|l| l[5..].parse().expect("number")).collect();
+    assert!(t[0] >= 12 && t[1] == t[0] + 1 && t[2] == t[1] + 1, "{t:?}");
+    // A second follower shares the first one's Engine stream.
+    ws.subscribe("g", LOGS, json!({"name": "logs", "tail": 0, "follow": true})).await;
+    let d = ws.next_data("g").await;
+    assert!(d["logs"]["line"].as_str().expect("line").starts_with("line "));
+    assert_eq!(
+        berth_api::graphql::upstreams_opened(&s.state).0,
+        1,
+        "one Engine log stream per container"
+    );
+    drop(c);
+}
+
+#[tokio::test]
+async fn stats_report_sane_cpu_memory_network_and_pids() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let _c = TestContainer::start(engine().await, "stats", "while true; do :; done").await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription { stats(name: \"stats\", intervalMs: 500) { cpuPercent onlineCpus memoryUsage memoryLimit memoryPercent netRx netTx blockRead blockWrite pids timestamp dropped } }";
+    ws.subscribe("s", q, json!({})).await;
+    let mut busy = false;
+    for _ in 0..3 {
+        let v = ws.next_data("s").await["stats"].clone();
+        let cpus = v["onlineCpus"].as_f64().expect("cpus");
+        let cpu = v["cpuPercent"].as_f64().expect("cpu");
+        assert!(cpus >= 1.0);
+        assert!((0.0..=cpus * 100.0 + 5.0).contains(&cpu), "cpu {cpu} with {cpus} CPUs");
+        busy |= cpu > 20.0;
+        let mem = v["memoryUsage"].as_f64().expect("mem");
+        let limit = v["memoryLimit"].as_f64().expect("limit");
+        assert!(mem > 0.0 && mem < limit, "memory {mem} of {limit}");
+        assert!(v["pids"].as_u64().expect("pids") >= 1);
+        assert!(v["timestamp"].is_string());
+        assert!(v["netRx"].as_u64().is_some() && v["blockRead"].as_u64().is_some());
+    }
+    assert!(busy, "a busy loop shows CPU use");
+    // Another subscriber reuses the same Engine stream.
+    ws.subscribe("s2", q, json!({})).await;
+    ws.next_data("s2").await;
+    assert_eq!(berth_api::graphql::upstreams_opened(&s.state).1, 1);
+}
+
+#[tokio::test]
+async fn exec_with_a_tty_takes_stdin_and_a_resize_and_reports_the_exit_code() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let _c = TestContainer::start(engine().await, "exec", "sleep 3600").await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription { exec(name: \"exec\", command: [\"sh\"], tty: true) { type sessionId stream data exitCode } }";
+    ws.subscribe("x", q, json!({})).await;
+    let first = ws.next_data("x").await;
+    assert_eq!(first["exec"]["type"], "STARTED");
+    let sid = first["exec"]["sessionId"].as_str().expect("session").to_owned();
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "mutation($s: String!) { execResize(sessionId: $s, cols: 123, rows: 45) }", "variables": {"s": sid}}),
+    )
+    .await;
+    assert_eq!(r.json()["data"]["execResize"], true, "{}", r.text());
+    // A viewer may not send input, and another user cannot find the session.
+    let viewer = s.user(&admin, "vera", "viewer").await;
+    let input = "mutation($s: String!, $d: String!) { execInput(sessionId: $s, data: $d) }";
+    let r =
+        post(&s, Some(&viewer), json!({"query": input, "variables": {"s": sid, "d": "x"}})).await;
+    assert_eq!(code_of(&r.json()), "forbidden");
+    let op = s.user(&admin, "otto", "operator").await;
+    let r = post(&s, Some(&op), json!({"query": input, "variables": {"s": sid, "d": "x"}})).await;
+    assert_eq!(code_of(&r.json()), "not_found");
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": input, "variables": {"s": sid, "d": "stty size; exit 3\n"}}),
+    )
+    .await;
+    assert_eq!(r.json()["data"]["execInput"], true, "{}", r.text());
+    let mut out = Vec::new();
+    let exit = loop {
+        let e = ws.next_data("x").await["exec"].clone();
+        match e["type"].as_str() {
+            Some("OUTPUT") => out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(e["data"].as_str().expect("data"))
+                    .expect("base64"),
+            ),
+            Some("EXIT") => break e,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("45 123"), "the terminal was resized: {text:?}");
+    assert_eq!(exit["exitCode"], 3);
+    assert_eq!(exit["sessionId"], sid.as_str());
+}
+
+#[tokio::test]
+async fn a_viewer_can_neither_exec_nor_mutate() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let viewer = s.user(&admin, "vic", "viewer").await;
+    let mut ws = Ws::connect(&s, &viewer).await;
+    ws.subscribe(
+        "x",
+        "subscription { exec(name: \"any\", command: [\"true\"]) { type } }",
+        json!({}),
+    )
+    .await;
+    let m = ws.next_for("x").await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["payload"][0]["extensions"]["code"], "forbidden", "{m}");
+    let r = post(
+        &s,
+        Some(&viewer),
+        json!({"query": "mutation { delete(kind: \"Container\", name: \"x\") }"}),
+    )
+    .await;
+    assert_eq!(code_of(&r.json()), "forbidden");
+    let r = post(
+        &s,
+        Some(&viewer),
+        json!({"query": "{ me resources(kind: \"Container\") { revision } }"}),
+    )
+    .await;
+    assert!(r.json()["errors"].is_null(), "{}", r.text());
+}
+
+#[tokio::test]
+async fn resource_changes_resume_after_a_revision_and_a_too_old_one_says_relist() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let a = s.apply_yaml(&admin, "", &common::container_yaml("alpha", &image())).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let rev = a.json()["results"][0]["resourceVersion"].as_str().expect("rv").to_owned();
+    let b = s.apply_yaml(&admin, "", &common::container_yaml("beta", &image())).await;
+    assert_eq!(b.status, 200, "{}", b.text());
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription R($rv: String) { resourceChanges(kind: \"Container\", sinceRevision: $rv) { type revision object { name resourceVersion } } }";
+    ws.subscribe("r", q, json!({"rv": rev})).await;
+    let d = ws.next_data("r").await;
+    assert_eq!(d["resourceChanges"]["type"], "ADDED");
+    assert_eq!(d["resourceChanges"]["object"]["name"], "beta");
+    let c = s.apply_yaml(&admin, "", &common::container_yaml("gamma", &image())).await;
+    assert_eq!(c.status, 200);
+    let d = ws.next_data("r").await;
+    assert_eq!(d["resourceChanges"]["object"]["name"], "gamma");
+    // Without a revision: the current ones first.
+    ws.subscribe("all", q, json!({})).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(
+            ws.next_data("all").await["resourceChanges"]["object"]["name"]
+                .as_str()
+                .expect("name")
+                .to_owned(),
+        );
+    }
+    names.sort();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_token_closes_with_4401_and_a_disabled_account_with_4403() {
+    let s = server().await;
+    let admin = s.admin().await;
+    for payload in [json!({}), json!({"authorization": "Bearer not-a-token"})] {
+        for proto in ["graphql-transport-ws", "graphql-ws"] {
+            let mut ws = ws_raw(&s, proto, None).await.expect("handshake");
+            ws.send(json!({"type": "connection_init", "payload": payload})).await;
+            assert_eq!(ws.close_code().await, 4401, "{proto} {payload}");
+        }
+    }
+    let dora = s.user(&admin, "dora", "operator").await;
+    let r = s
+        .send_json(
+            hyper::Method::PATCH,
+            "/api/v1/users/dora",
+            Some(&admin),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ws = ws_raw(&s, "graphql-transport-ws", None).await.expect("handshake");
+    ws.send(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {dora}")}}),
+    )
+    .await;
+    assert_eq!(ws.close_code().await, 4403);
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_and_loopback_and_listed_ones_are_not() {
+    let s = server_with(|c| c.graphql.allowed_origins = vec!["https://dash.example".into()]).await;
+    match ws_raw(&s, "graphql-transport-ws", Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a foreign origin was let in"),
+    }
+    assert!(ws_raw(&s, "graphql-transport-ws", Some("https://dash.example")).await.is_ok());
+    assert!(ws_raw(&s, "graphql-transport-ws", Some("http://localhost:5173")).await.is_ok());
+}
+
+#[tokio::test]
+async fn depth_alias_complexity_and_batch_limits_are_enforced_with_codes() {
+    let s = server_with(|c| {
+        c.graphql.max_complexity = 40;
+        c.graphql.max_aliases = 3;
+        c.graphql.max_batch = 2;
+    })
+    .await;
+    let admin = s.admin().await;
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+    assert_eq!(
+        code_of(&post(&s, Some(&admin), json!({"query": deep})).await.json()),
+        "depth_limit"
+    );
+    let aliases = "{ a: me b: me c: me d: me }";
+    assert_eq!(
+        code_of(&post(&s, Some(&admin), json!({"query": aliases})).await.json()),
+        "alias_limit"
+    );
+    let complex = "{ resources(kind: \"Container\") { revision items { kind name namespace uid generation resourceVersion labels annotations spec status object conditions { type status reason message lastTransitionTime } } } a: resources(kind: \"Image\") { items { kind name namespace uid generation resourceVersion labels annotations spec status object } } }";
+    assert_eq!(
+        code_of(&post(&s, Some(&admin), json!({"query": complex})).await.json()),
+        "complexity_limit"
+    );
+    let batch = json!([{"query": "{ me }"}, {"query": "{ me }"}, {"query": "{ me }"}]);
+    let r = post(&s, Some(&admin), batch).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(code_of(&r.json()), "batch_limit");
+    // Without a token nothing runs, introspection included.
+    let r = post(&s, None, json!({"query": "{ __schema { queryType { name } } }"})).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(code_of(&r.json()), "unauthenticated");
+    let r = post(&s, Some(&admin), json!({"query": "{ __schema { queryType { name } } }"})).await;
+    assert_eq!(r.json()["data"]["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn queries_and_mutations_cover_resources_users_audit_and_the_engine() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let _c = TestContainer::start(engine().await, "q", "sleep 3600").await;
+    let yaml = common::container_yaml("web", &image());
+    let r = post(&s, Some(&admin), json!({"query": "mutation($m: String!) { apply(manifest: $m, dryRun: true) }", "variables": {"m": yaml}})).await;
+    assert_eq!(r.json()["data"]["apply"]["dryRun"], true, "{}", r.text());
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "mutation($m: String!) { apply(manifest: $m) }", "variables": {"m": yaml}}),
+    )
+    .await;
+    assert_eq!(r.json()["data"]["apply"]["results"][0]["outcome"], "created", "{}", r.text());
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "mutation { restartContainer(name: \"web\") { annotations generation } }"}),
+    )
+    .await;
+    assert!(
+        r.json()["data"]["restartContainer"]["annotations"]["berth.dev/restartedAt"].is_string(),
+        "{}",
+        r.text()
+    );
+    let r = post(&s, Some(&admin), json!({"query": "{ resources(kind: \"containers\", labelSelector: \"app=web\") { items { name spec conditions { type } } } resource(kind: \"Container\", name: \"web\") { name } }"})).await;
+    let j = r.json();
+    assert_eq!(j["data"]["resources"]["items"][0]["name"], "web", "{j}");
+    assert_eq!(j["data"]["resource"]["name"], "web");
+    let r = post(&s, Some(&admin), json!({"query": "{ engine { version apiVersion } dockerContainers(managed: true) { id name managed resource } dockerImages { tags managed } }"})).await;
+    let j = r.json();
+    assert!(j["errors"].is_null(), "{j}");
+    assert!(
+        j["data"]["dockerContainers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["resource"] == "default/q")
+    );
+    assert!(
+        j["data"]["dockerImages"].as_array().expect("list").iter().any(|i| i["managed"] == true),
+        "{j}"
+    );
+    let r = post(&s, Some(&admin), json!({"query": "mutation { createUser(username: \"uma\", password: \"uma-password\", role: \"viewer\") createApiToken(name: \"ci\") }"})).await;
+    let j = r.json();
+    assert_eq!(j["data"]["createUser"]["role"], "viewer", "{j}");
+    assert!(j["data"]["createApiToken"]["token"].as_str().expect("token").starts_with("berth_"));
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "{ users auditEvents(verb: \"create\", limit: 5, order: \"desc\") me }"}),
+    )
+    .await;
+    let j = r.json();
+    assert!(j["errors"].is_null(), "{j}");
+    assert!(!j["data"]["auditEvents"]["events"].as_array().expect("events").is_empty(), "{j}");
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "mutation { delete(kind: \"Container\", name: \"web\") }"}),
+    )
+    .await;
+    assert!(r.json()["data"]["delete"]["outcome"].is_string(), "{}", r.text());
+    let r = post(
+        &s,
+        Some(&admin),
+        json!({"query": "{ resource(kind: \"Nope\", name: \"x\") { name } }"}),
+    )
+    .await;
+    assert_eq!(code_of(&r.json()), "bad_request");
+}
+
+#[tokio::test]
+async fn the_per_user_subscription_cap_refuses_one_more() {
+    let s = server_with(|c| c.graphql.max_subscriptions_per_user = 2).await;
+    let admin = s.admin().await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription { resourceChanges(kind: \"Container\") { type } }";
+    ws.subscribe("1", q, json!({})).await;
+    ws.subscribe("2", q, json!({})).await;
+    ws.subscribe("3", q, json!({})).await;
+    let m = ws.next_for("3").await;
+    assert_eq!(m["payload"][0]["extensions"]["code"], "too_many_subscriptions", "{m}");
+}
+
+#[tokio::test]
+async fn the_stock_graphql_ws_npm_client_subscribes_with_nothing_but_the_url_and_a_token() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphql-ws-client");
+    assert!(
+        dir.join("node_modules/graphql-ws").exists(),
+        "install the client first: npm ci --prefix {}",
+        dir.display()
+    );
+    let s = server().await;
+    let admin = s.admin().await;
+    let a = s.apply_yaml(&admin, "", &common::container_yaml("npm", &image())).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let url = format!("ws://{}/graphql/ws", s.addr);
+    let query =
+        "subscription { resourceChanges(kind: \"Container\") { type revision object { name } } }";
+    let out = within(
+        "the node client",
+        tokio::process::Command::new("node")
+            .arg(dir.join("client.mjs"))
+            .args([url.as_str(), admin.as_str(), query, "1"])
+            .output(),
+    )
+    .await
+    .expect("node must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: Value =
+        serde_json::from_str(stdout.lines().next().expect("a result")).expect("JSON");
+    assert_eq!(first["data"]["resourceChanges"]["object"]["name"], "npm");
+    assert_eq!(first["data"]["resourceChanges"]["type"], "ADDED");
+}

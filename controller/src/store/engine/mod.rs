@@ -362,7 +362,7 @@ impl SledStore {
         let fut = self.submit(ctx, request);
         Box::pin(async move {
             match fut.await? {
-                Reply::Write(r) => Ok(r),
+                Reply::Write(r) => Ok(*r),
                 other => Err(unexpected(&other)),
             }
         })
@@ -796,7 +796,7 @@ impl AuditLog for SledStore {
         let fut = self.submit(&ctx, Request::Append(entry));
         Box::pin(async move {
             match fut.await? {
-                Reply::Event(e) => Ok(e),
+                Reply::Event(e) => Ok(*e),
                 other => Err(unexpected(&other)),
             }
         })

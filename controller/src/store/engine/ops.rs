@@ -97,14 +97,14 @@ impl Request {
 /// A write's answer.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    Write(WriteResult),
+    Write(Box<WriteResult>),
     User(User),
     Refresh(RefreshToken),
     Rotation(RefreshRotation),
     Family(Option<RefreshFamily>),
     Count(usize),
     Token(ApiToken),
-    Event(AuditEvent),
+    Event(Box<AuditEvent>),
 }
 
 /// Counters the writer carries from batch to batch.
@@ -259,14 +259,18 @@ impl<'a> Batch<'a> {
 
     fn dispatch(&mut self, ctx: &WriteContext, request: &Request) -> JobResult<Reply> {
         match request {
-            Request::Create(o) => self.put(ctx, o, Mode::Create).map(Reply::Write),
-            Request::Apply(o) => self.put(ctx, o, Mode::Apply).map(Reply::Write),
-            Request::Update(o) => self.put(ctx, o, Mode::Update).map(Reply::Write),
-            Request::Status(key, status) => self.status(ctx, key, status).map(Reply::Write),
-            Request::Delete(key) => self.delete(ctx, key).map(Reply::Write),
-            Request::AddFinalizer(key, f) => self.add_finalizer(ctx, key, f).map(Reply::Write),
+            Request::Create(o) => self.put(ctx, o, Mode::Create).map(|r| Reply::Write(Box::new(r))),
+            Request::Apply(o) => self.put(ctx, o, Mode::Apply).map(|r| Reply::Write(Box::new(r))),
+            Request::Update(o) => self.put(ctx, o, Mode::Update).map(|r| Reply::Write(Box::new(r))),
+            Request::Status(key, status) => {
+                self.status(ctx, key, status).map(|r| Reply::Write(Box::new(r)))
+            }
+            Request::Delete(key) => self.delete(ctx, key).map(|r| Reply::Write(Box::new(r))),
+            Request::AddFinalizer(key, f) => {
+                self.add_finalizer(ctx, key, f).map(|r| Reply::Write(Box::new(r)))
+            }
             Request::RemoveFinalizer(key, f) => {
-                self.remove_finalizer(ctx, key, f).map(Reply::Write)
+                self.remove_finalizer(ctx, key, f).map(|r| Reply::Write(Box::new(r)))
             }
             Request::CreateUser(u) => self.create_user(ctx, u).map(Reply::User),
             Request::UpdateUser(name, u) => self.update_user(ctx, name, u).map(Reply::User),
@@ -283,9 +287,10 @@ impl<'a> Batch<'a> {
             }
             Request::CreateApiToken(t) => self.create_token(ctx, t).map(Reply::Token),
             Request::RevokeApiToken(id) => self.revoke_token(ctx, id).map(Reply::Token),
-            Request::Append(entry) => {
-                self.append(entry.clone().into_event()).map(Reply::Event).map_err(Fail::from)
-            }
+            Request::Append(entry) => self
+                .append(entry.clone().into_event())
+                .map(|e| Reply::Event(Box::new(e)))
+                .map_err(Fail::from),
         }
     }
 

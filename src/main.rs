@@ -24,6 +24,10 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a consistent snapshot of a stopped server's data directory to a file.
+    Backup(cmd::backup::Args),
+    /// Restore a backup into an empty data directory.
+    Restore(cmd::restore::Args),
     /// Check manifests offline: syntax, schema and semantics, with file:line:col errors.
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of a kind's manifests, or of any berth resource.
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
     // clap prints usage errors itself and exits with status 2.
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Backup(args) => cmd::backup::run(args),
+        Command::Restore(args) => cmd::restore::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Login(args) => cmd::login::run(args),

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod backup;
 pub mod completion;
 pub mod delete;
 pub mod describe;
@@ -11,6 +12,7 @@ pub mod get;
 pub mod import;
 pub mod login;
 pub mod restart;
+pub mod restore;
 pub mod schema;
 pub mod sync;
 pub mod token;

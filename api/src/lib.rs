@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 pub use app::router;
 pub use config::ServeConfig;

@@ -9,25 +9,50 @@ use crate::app::router;
 use crate::state::AppState;
 
 /// Serves the REST API on `listener` until `shutdown` completes; in-flight requests finish
-/// before this returns (graceful shutdown). The peer address of each connection is available to
-/// handlers for per-address login rate limits.
+/// before this returns (graceful shutdown) and open watch streams end. The peer address of each
+/// connection is available to handlers for per-address login rate limits.
+///
+/// When the state's [`ServeConfig`](crate::ServeConfig) names both `tls_cert` and `tls_key`,
+/// connections are TLS (HTTP/1.1 over rustls); otherwise plain HTTP.
 ///
 /// # Errors
 ///
-/// The I/O error that stopped the accept loop.
+/// The I/O error that stopped the accept loop, or (kind `InvalidInput`) an unusable TLS
+/// certificate or key.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = state.shutdown_token().clone();
+    let tls = match (&state.config().tls_cert, &state.config().tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                crate::error::ErrorChain(&e).to_string(),
+            )
+        })?),
+        (None, None) => None,
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "TLS needs both a certificate and a key",
+            ));
+        }
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await
+    let shutdown = async move {
+        shutdown.await;
+        token.cancel();
+    };
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(acceptor) => {
+            use axum::serve::ListenerExt as _;
+            let listener = crate::tls::TlsListener::new(listener, acceptor).tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    }
 }
 
 /// Why the server could not be prepared.

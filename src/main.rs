@@ -62,6 +62,10 @@ enum Command {
     Import(cmd::import::Args),
     /// Keep the server equal to a directory of manifests (GitOps), pruning what leaves it.
     Sync(cmd::sync::Args),
+    /// Print a container's log (`-f` to follow).
+    Logs(cmd::logs::Args),
+    /// Run a command in a container (`-i` stdin, `-t` terminal); its exit code becomes berth's.
+    Exec(cmd::exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
         Command::Import(args) => cmd::import::run(args),
         Command::Sync(args) => cmd::sync::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Exec(args) => cmd::exec::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-
-const WAIT: Duration = Duration::from_secs(90);
 
 #[test]
 fn apply_creates_waits_until_ready_and_then_reports_unchanged() {
@@ -61,8 +57,6 @@ fn prune_deletes_labelled_resources_missing_from_the_set_and_keeps_the_others() 
     let s = Server::start();
     let ns = s.namespace("prune");
     let dir = tempfile::tempdir().unwrap();
-    let label = "  labels:\n    app: ignored\n";
-    let _ = label;
     let mk = |name: &str, tier: &str| {
         format!(
             "apiVersion: berth.dev/v1\nkind: Image\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    tier: {tier}\nspec:\n  reference: {}\n",

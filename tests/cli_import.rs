@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -142,7 +141,6 @@ fn an_imported_compose_project_applies_and_its_healthcheck_gated_web_becomes_rea
     assert_eq!(db["status"]["health"], "Healthy", "{db}");
     let web = s.get_json("container", &ns, "web").unwrap();
     assert!(is_ready(&web), "{web}");
-    let _ = Duration::from_secs(0);
     let vols = docker(&["volume", "ls", "-q", "--filter", "name=bbdata"]);
     assert!(vols.contains("bbdata"), "{vols}");
 }

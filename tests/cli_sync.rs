@@ -113,10 +113,9 @@ fn sync_applies_added_changed_and_removed_files_and_keeps_the_last_good_state_on
     std::fs::remove_file(dir.path().join("sub/b.yaml")).unwrap();
     sync.expect_line("sync: applied");
     assert_eq!(note(&s, &ns, "a").as_deref(), Some("v3"));
-    let gone = eventually(LIMIT, "image b is pruned", || {
+    eventually(LIMIT, "image b is pruned", || {
         s.get_json("image", &ns, "b").is_none().then_some(())
     });
-    let _ = gone;
     assert!(s.get_json("image", &ns, "by-hand").is_some(), "hand-applied resources stay");
 }
 

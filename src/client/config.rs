@@ -29,7 +29,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// What the parser said.
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// The file cannot be written.
     #[error("cannot write {path}")]
@@ -109,8 +109,10 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(s) if s.trim().is_empty() => Ok(Self::default()),
-            Ok(s) => serde_saphyr::from_str(&s)
-                .map_err(|source| ConfigError::Parse { path: path.to_owned(), source }),
+            Ok(s) => serde_saphyr::from_str(&s).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
         }

@@ -7,6 +7,7 @@
 //! `berth login` ([`config`]).
 
 pub mod config;
+pub mod graphql;
 pub mod resources;
 
 use std::path::PathBuf;
@@ -162,8 +163,6 @@ pub enum Body {
     Empty,
     /// JSON.
     Json(Value),
-    /// YAML (or JSON) manifests for `/apply`.
-    Yaml(Vec<u8>),
 }
 
 #[derive(Default)]
@@ -262,11 +261,6 @@ impl Client {
         &self.base
     }
 
-    /// Whether `-v` was given.
-    pub fn verbose(&self) -> bool {
-        self.verbose
-    }
-
     /// The access token in use (for the websocket `connection_init`), refreshed first when it
     /// has expired.
     ///
@@ -362,7 +356,6 @@ impl Client {
         req = match body {
             Body::Empty => req,
             Body::Json(v) => req.json(v),
-            Body::Yaml(b) => req.header("content-type", "application/yaml").body(b.clone()),
         };
         req.send().await.map_err(|source| self.connect_error(source))
     }

@@ -40,6 +40,7 @@ fn apply_error(e: ClientError) -> ApplyError {
 
 impl Apply for HttpApplier {
     async fn apply(&self, set: SyncSet) -> Result<Vec<String>, ApplyError> {
+        tracing::debug!(source = %set.source, commit = ?set.commit, server = %self.client.server(), "sync: applying");
         let resp = self
             .client
             .apply(&set.objects, false, Some(&set.prune_selector))

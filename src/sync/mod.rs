@@ -22,7 +22,6 @@
 mod http;
 mod store;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 use crate::manifests::{Input, Problem, parse_set, read_inputs};
 
 pub use http::HttpApplier;
+#[allow(unused_imports)] // called by `berth serve --sync-dir` (src/cmd/serve.rs)
 pub use store::StoreApplier;
 
 /// The label every synced resource carries; its value names the sync source.
@@ -399,16 +399,6 @@ pub async fn run_sync<A: Apply>(
             _ => None,
         };
     }
-}
-
-/// Counts of apply outcomes, for a summary line.
-pub fn summarize(lines: &[String]) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for l in lines {
-        let word = l.split_once(' ').map_or(l.as_str(), |(_, w)| w);
-        *counts.entry(word).or_default() += 1;
-    }
-    counts.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

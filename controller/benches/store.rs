@@ -151,6 +151,7 @@ async fn audit_space(dir: &Path, events: u64) -> anyhow::Result<(u64, u64, u64, 
         done??;
     }
     let rate = per_second(events / writers * writers, start.elapsed());
+    report_memory("appending the audit events");
     // Logical bytes: what the audit events are (key + stored value), nothing else.
     let mut logical = 0u64;
     let mut cursor = None;
@@ -216,7 +217,7 @@ fn main() -> anyhow::Result<()> {
     let events = scaled(100_000.0);
     let (logical, allocated, apparent, audit_rate) =
         rt.block_on(audit_space(&tmp.path().join("audit"), events))?;
-    report_memory("100,000 audit events");
+    report_memory("reading the audit events back");
     let hwm = vm_hwm_kib().unwrap_or(0);
 
     println!();

@@ -6,6 +6,7 @@
 //! manifests are invalid, the server refused them, or `--wait` timed out; 2 on usage errors.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -65,8 +66,70 @@ pub fn print_results(resp: &ApplyResponse) {
     }
 }
 
-/// Polls each resource until Ready or until `timeout`, printing progress lines as they change.
-/// Answers the names that did not become Ready.
+/// How progress is shown: bars on a terminal, plain lines otherwise.
+enum Progress {
+    Bars {
+        /// Keeps the shared terminal area alive while the bars draw.
+        _multi: indicatif::MultiProgress,
+        bars: HashMap<String, indicatif::ProgressBar>,
+    },
+    Lines(HashMap<String, String>),
+}
+
+impl Progress {
+    fn new(names: &[String]) -> Self {
+        if !std::io::stdout().is_terminal() {
+            return Self::Lines(HashMap::new());
+        }
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bars = names
+            .iter()
+            .map(|n| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(n.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (n.clone(), bar)
+            })
+            .collect();
+        Self::Bars { _multi: multi, bars }
+    }
+
+    fn update(&mut self, name: &str, line: &str, done: bool) {
+        match self {
+            Self::Bars { bars, .. } => {
+                if let Some(bar) = bars.get(name) {
+                    if done {
+                        bar.finish_with_message(line.to_owned());
+                    } else {
+                        bar.set_message(line.to_owned());
+                    }
+                }
+            }
+            Self::Lines(last) => {
+                if last.get(name).map(String::as_str) != Some(line) {
+                    println!("{name} {line}");
+                    last.insert(name.to_owned(), line.to_owned());
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Self::Bars { bars, .. } = self {
+            for bar in bars.values() {
+                if !bar.is_finished() {
+                    bar.abandon();
+                }
+            }
+        }
+    }
+}
+
+/// Polls each resource until Ready or until `timeout`, showing progress (spinners on a
+/// terminal, a line per change otherwise). Answers the names that did not become Ready.
 ///
 /// # Errors
 ///
@@ -78,14 +141,20 @@ pub async fn wait_ready(
 ) -> anyhow::Result<Vec<String>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: Vec<(Kind, String, String)> = keys.to_vec();
-    let mut last: HashMap<String, String> = HashMap::new();
+    let names: Vec<String> =
+        keys.iter().map(|(k, ns, n)| display_name(k.as_str(), ns, n)).collect();
+    let mut progress = Progress::new(&names);
     loop {
         let mut still = Vec::new();
         for (kind, ns, name) in pending {
             let shown = display_name(kind.as_str(), &ns, &name);
-            let state = match client.get_resource(kind, &ns, &name).await? {
-                Some(o) => readiness(&o),
-                None => Readiness::Gone,
+            let state = match client.get_resource(kind, &ns, &name).await {
+                Ok(Some(o)) => readiness(&o),
+                Ok(None) => Readiness::Gone,
+                Err(e) => {
+                    progress.finish();
+                    return Err(e.into());
+                }
             };
             let line = match &state {
                 Readiness::Ready => "ready".to_owned(),
@@ -93,19 +162,19 @@ pub async fn wait_ready(
                 Readiness::Degraded(s) => format!("degraded: {s}"),
                 Readiness::Gone => "gone".to_owned(),
             };
-            if last.get(&shown) != Some(&line) {
-                println!("{shown} {line}");
-                last.insert(shown.clone(), line);
-            }
-            if !matches!(state, Readiness::Ready | Readiness::Gone) {
+            let done = matches!(state, Readiness::Ready | Readiness::Gone);
+            progress.update(&shown, &line, done);
+            if !done {
                 still.push((kind, ns, name));
             }
         }
         pending = still;
         if pending.is_empty() {
+            progress.finish();
             return Ok(Vec::new());
         }
         if tokio::time::Instant::now() >= deadline {
+            progress.finish();
             return Ok(pending.iter().map(|(k, ns, n)| display_name(k.as_str(), ns, n)).collect());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

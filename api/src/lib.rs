@@ -11,6 +11,9 @@
 //! - [`routes`]: the handlers, one module per area.
 //! - [`error`]: [`ApiError`] and the `{code, message, details}` body.
 //! - [`graphql`]: the GraphQL schema (queries, mutations, subscriptions) and its transports.
+//! - [`extract`]: body, query and path extractors whose rejections use the error shape.
+//! - [`server`]: [`serve`] (HTTP or HTTPS, graceful shutdown) and [`server::prepare`] for the
+//!   binary; [`tls`]: the rustls listener.
 //! - [`metrics`], [`ratelimit`]: the Prometheus registry and token buckets.
 
 pub mod app;

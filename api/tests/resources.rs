@@ -352,3 +352,49 @@ async fn hostile_bodies_get_4xx_and_change_nothing() {
     let list = srv.get("/api/v1/containers", Some(&admin)).await;
     assert_eq!(list.json()["items"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn delete_with_wait_returns_once_the_finalizer_is_gone_and_202_without_wait() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    let admin = srv.admin().await;
+    let with_finalizer = |name: &str| {
+        container_yaml(name, "nginx").replace(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  finalizers:\n  - berth.dev/test\n"),
+        )
+    };
+    assert_eq!(srv.apply_yaml(&admin, "", &with_finalizer("slow")).await.status, 200);
+    assert_eq!(srv.apply_yaml(&admin, "", &with_finalizer("quick")).await.status, 200);
+
+    // Without wait: 202 and the resource is terminating.
+    let r = srv.delete("/api/v1/containers/default/quick", Some(&admin)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "terminating");
+    assert!(r.json()["object"]["metadata"]["deletionTimestamp"].is_string());
+
+    // With wait: the answer comes when the finalizer is removed.
+    let (srv2, admin2) = (srv.clone(), admin.clone());
+    let waiting = tokio::spawn(async move {
+        srv2.delete("/api/v1/containers/default/slow?wait=true&timeoutSeconds=20", Some(&admin2))
+            .await
+    });
+    let key = berth_schemas::ResourceKey::new(berth_schemas::Kind::Container, "default", "slow");
+    // The controller's part: once deletion was requested, remove the finalizer.
+    let mut terminating = false;
+    for _ in 0..1000 {
+        let o = srv.state.resources().get(&key).await.unwrap().unwrap();
+        if o.metadata.deletion_timestamp.is_some() {
+            terminating = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(terminating, "the delete request reached the store");
+    let ctx = berth_controller::store::WriteContext::controller();
+    srv.state.resources().remove_finalizer(&ctx, &key, "berth.dev/test").await.unwrap();
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "deleted");
+    assert_eq!(srv.get("/api/v1/containers/default/slow", Some(&admin)).await.status, 404);
+}

@@ -113,3 +113,90 @@ impl Apply for StoreApplier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_api::ServeConfig;
+    use berth_controller::store::{AuditQuery, SledStore, StoreConfig};
+    use berth_schemas::{DynamicObject, Kind};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::sync::{Outcome, SYNC_SOURCE_LABEL, SyncSource, SyncStatus, run_sync, sync_once};
+
+    fn state(dir: &std::path::Path) -> AppState {
+        let config = ServeConfig { data_dir: dir.to_owned(), ..ServeConfig::default() };
+        let keys = berth_api::auth::jwt::JwtKeys::load_or_create(
+            &config.signing_key_path(),
+            config.issuer.clone(),
+        )
+        .expect("keys");
+        let store = SledStore::open(StoreConfig::new(dir.join("store"))).expect("store");
+        let (_tx, rx) = watch::channel(true);
+        AppState::new(config, keys, store, berth_api::Metrics::new(), rx)
+    }
+
+    fn image(name: &str) -> String {
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Image\nmetadata:\n  name: {name}\nspec:\n  reference: x:1\n"
+        )
+    }
+
+    async fn names(st: &AppState) -> Vec<String> {
+        let list = st.resources().list(&ListQuery::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|o: &&DynamicObject| o.metadata.deletion_timestamp.is_none())
+            .map(|o| o.metadata.name.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_store_applier_applies_prunes_only_its_own_resources_and_audits_errors() {
+        let data = tempfile::tempdir().unwrap();
+        let st = state(data.path());
+        // A hand-applied resource without the sync label.
+        let hand: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Image",
+            "metadata": {"name": "by-hand"}, "spec": {"reference": "x:1"},
+        }))
+        .unwrap();
+        st.resources().apply(&WriteContext::rest_user("admin"), hand).await.unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("a.yaml"), image("a")).unwrap();
+        std::fs::write(repo.path().join("b.yaml"), image("b")).unwrap();
+        let mut source = SyncSource::new(repo.path());
+        source.name = "repo".into();
+        let applier = StoreApplier::new(st.clone());
+        let (tx, _rx) = watch::channel(SyncStatus::default());
+        let mut last = None;
+        assert_eq!(sync_once(&source, &applier, &tx, &mut last).await, Outcome::Applied);
+        let a = st.resources().get(&ResourceKey::new(Kind::Image, "default", "a")).await.unwrap();
+        assert_eq!(a.unwrap().metadata.labels[SYNC_SOURCE_LABEL], "repo");
+        std::fs::remove_file(repo.path().join("b.yaml")).unwrap();
+        assert_eq!(sync_once(&source, &applier, &tx, &mut last).await, Outcome::Applied);
+        let mut got = names(&st).await;
+        got.sort();
+        assert_eq!(got, vec!["a".to_owned(), "by-hand".to_owned()]);
+        std::fs::write(repo.path().join("c.yaml"), "kind: [").unwrap();
+        assert_eq!(sync_once(&source, &applier, &tx, &mut last).await, Outcome::Broken);
+        let q = AuditQuery { verb: Some("sync.error".into()), limit: 10, ..AuditQuery::default() };
+        let page = st.audit().query(&q).await.unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].actor, Actor::Sync);
+    }
+
+    #[test]
+    fn run_sync_with_the_store_applier_can_be_spawned_on_a_multithreaded_runtime() {
+        fn is_send<T: Send + 'static>(_: &T) {}
+        let data = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(SyncStatus::default());
+        let fut = run_sync(
+            SyncSource::new(data.path()),
+            StoreApplier::new(state(data.path())),
+            tx,
+            std::future::pending::<()>(),
+        );
+        is_send(&fut);
+    }
+}

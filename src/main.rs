@@ -24,6 +24,8 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the berth server: the store, the controller and the API.
+    Serve(cmd::serve::Args),
     /// Write a consistent snapshot of a stopped server's data directory to a file.
     Backup(cmd::backup::Args),
     /// Restore a backup into an empty data directory.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
     // clap prints usage errors itself and exits with status 2.
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Backup(args) => cmd::backup::run(args),
         Command::Restore(args) => cmd::restore::run(args),
         Command::Validate(args) => cmd::validate::run(args),
@@ -101,4 +104,13 @@ fn main() -> ExitCode {
             cmd::exit_code_for(&e)
         }
     }
+}
+
+/// Starts logging to stderr: `RUST_LOG` filters (default `info`), JSON lines when asked.
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }

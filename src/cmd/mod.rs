@@ -16,6 +16,7 @@ pub mod logs;
 pub mod restart;
 pub mod restore;
 pub mod schema;
+pub mod serve;
 pub mod sync;
 pub mod token;
 pub mod user;

@@ -1,0 +1,98 @@
+//! `berth logs` and `berth exec` over the GraphQL websocket, against a real server and Engine.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+fn running(s: &Server, ns: &str, name: &str, script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = format!(
+        "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  image: {}\n  command: [\"sh\", \"-c\", {script:?}]\n",
+        test_image()
+    );
+    let f = write(dir.path(), "c.yaml", &m);
+    s.ok(&["apply", "-f", f.to_str().unwrap(), "--wait", "--timeout", "90s"]);
+}
+
+#[test]
+fn logs_prints_the_history_and_follow_keeps_printing_new_lines() {
+    let s = Server::start();
+    let ns = s.namespace("logs");
+    running(
+        &s,
+        &ns,
+        "talker",
+        "echo first; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+    );
+    let out = eventually(Duration::from_secs(30), "the log has a tick", || {
+        let o = s.run(&["logs", "talker", "-n", &ns]);
+        let text = stdout(&o);
+        (o.status.code() == Some(0) && text.contains("tick")).then_some((text, stderr(&o)))
+    });
+    assert!(out.0.starts_with("first\n"), "{}", out.0);
+    assert!(out.1.contains("oops"), "stderr lines go to stderr: {}", out.1);
+    let tail = s.ok(&["logs", "talker", "-n", &ns, "--tail", "1", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("20"), "a timestamp first: {tail}");
+
+    let last: u64 =
+        out.0.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).max().unwrap_or(0);
+
+    let mut child = s
+        .berth()
+        .args(["logs", "talker", "-n", &ns, "-f", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let newer = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => {
+                let n: Option<u64> = l.strip_prefix("tick ").and_then(|n| n.parse().ok());
+                got.push(l);
+                if n.is_some_and(|n| n > last + 1) {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(newer, "follow delivers lines written after it started: {got:?}");
+}
+
+#[test]
+fn exec_forwards_stdin_and_returns_the_command_exit_code() {
+    let s = Server::start();
+    let ns = s.namespace("exec");
+    running(&s, &ns, "box", "sleep 3600");
+    let o = s.run_stdin(
+        &["exec", "-i", "box", "-n", &ns, "--", "head", "-n", "1"],
+        "hello through stdin\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello through stdin\n");
+    let o = s.run(&["exec", "box", "-n", &ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out\n");
+    assert!(stderr(&o).contains("err"), "{}", stderr(&o));
+    let o = s.run(&["exec", "nope", "-n", &ns, "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 1, "one clear line: {}", stderr(&o));
+}

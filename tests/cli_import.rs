@@ -143,4 +143,6 @@ fn an_imported_compose_project_applies_and_its_healthcheck_gated_web_becomes_rea
     assert!(is_ready(&web), "{web}");
     let vols = docker(&["volume", "ls", "-q", "--filter", "name=bbdata"]);
     assert!(vols.contains("bbdata"), "{vols}");
+    drop(s); // removes the containers, so the named volume can go too
+    docker(&["volume", "rm", "bbdata"]);
 }

@@ -142,7 +142,10 @@ pub fn managed_selector() -> Vec<String> {
 /// `imagePullPolicy` (how the image is fetched, not which one runs: the image id covers that)
 /// and `dependsOn` (ordering only). The JSON is canonical (object keys sorted, no whitespace),
 /// so the hash is stable across serde versions and field order.
-pub fn spec_hash(spec: &ContainerSpec, image_id: &str) -> String {
+///
+/// `restarted_at` is the resource's `berth.dev/restartedAt` annotation
+/// ([`berth_schemas::meta::RESTARTED_AT_ANNOTATION`]): a new value gives a new hash, so the container is replaced.
+pub fn spec_hash(spec: &ContainerSpec, image_id: &str, restarted_at: Option<&str>) -> String {
     let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         for field in ["desiredState", "imagePullPolicy", "dependsOn"] {
@@ -158,6 +161,10 @@ pub fn spec_hash(spec: &ContainerSpec, image_id: &str) -> String {
     hasher.update(canonical.as_bytes());
     hasher.update(b"\n");
     hasher.update(image_id.as_bytes());
+    if let Some(at) = restarted_at {
+        hasher.update(b"\nrestartedAt:");
+        hasher.update(at.as_bytes());
+    }
     hex(&hasher.finalize())
 }
 
@@ -213,8 +220,8 @@ mod tests {
 
     #[test]
     fn the_hash_is_the_same_for_equal_specs_and_is_sha256_hex() {
-        let h = spec_hash(&spec("busybox:1"), "sha256:abc");
-        assert_eq!(h, spec_hash(&spec("busybox:1"), "sha256:abc"));
+        let h = spec_hash(&spec("busybox:1"), "sha256:abc", None);
+        assert_eq!(h, spec_hash(&spec("busybox:1"), "sha256:abc", None));
         assert_eq!(h.len(), 64);
         assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
     }
@@ -223,8 +230,21 @@ mod tests {
     fn the_hash_of_a_known_spec_is_pinned_so_that_an_accidental_change_is_noticed() {
         // A different value here makes every berth replace every container on upgrade.
         assert_eq!(
-            spec_hash(&spec("busybox:1"), "sha256:abc"),
+            spec_hash(&spec("busybox:1"), "sha256:abc", None),
             "e0990b12a304624a8941a500aa806bf1b8b2098b17d395d257a4d52f891ff3eb"
+        );
+    }
+
+    #[test]
+    fn a_new_restarted_at_annotation_changes_the_hash_so_the_container_is_replaced() {
+        let base = spec_hash(&spec("busybox:1"), "sha256:abc", None);
+        let first = spec_hash(&spec("busybox:1"), "sha256:abc", Some("2026-11-27T14:00:00Z"));
+        let second = spec_hash(&spec("busybox:1"), "sha256:abc", Some("2026-11-27T14:05:00Z"));
+        assert_ne!(base, first);
+        assert_ne!(first, second);
+        assert_eq!(
+            first,
+            spec_hash(&spec("busybox:1"), "sha256:abc", Some("2026-11-27T14:00:00Z"))
         );
     }
 
@@ -243,32 +263,32 @@ mod tests {
 
     #[test]
     fn the_hash_changes_with_the_spec_and_with_the_image_id() {
-        let base = spec_hash(&spec("busybox:1"), "sha256:abc");
-        assert_ne!(base, spec_hash(&spec("busybox:2"), "sha256:abc"));
-        assert_ne!(base, spec_hash(&spec("busybox:1"), "sha256:def"));
+        let base = spec_hash(&spec("busybox:1"), "sha256:abc", None);
+        assert_ne!(base, spec_hash(&spec("busybox:2"), "sha256:abc", None));
+        assert_ne!(base, spec_hash(&spec("busybox:1"), "sha256:def", None));
         let with_env = ContainerSpec {
             env: vec![EnvVar { name: "A".into(), value: "1".into() }],
             ..spec("busybox:1")
         };
-        assert_ne!(base, spec_hash(&with_env, "sha256:abc"));
+        assert_ne!(base, spec_hash(&with_env, "sha256:abc", None));
     }
 
     #[test]
     fn desired_state_pull_policy_and_dependencies_do_not_change_the_hash() {
-        let base = spec_hash(&spec("busybox:1"), "sha256:abc");
+        let base = spec_hash(&spec("busybox:1"), "sha256:abc", None);
         let other = ContainerSpec {
             desired_state: DesiredState::Stopped,
             image_pull_policy: PullPolicy::Always,
             ..spec("busybox:1")
         };
-        assert_eq!(base, spec_hash(&other, "sha256:abc"));
+        assert_eq!(base, spec_hash(&other, "sha256:abc", None));
     }
 
     #[test]
     fn equivalent_image_references_hash_alike() {
         assert_eq!(
-            spec_hash(&spec("busybox"), "sha256:abc"),
-            spec_hash(&spec("docker.io/library/busybox:latest"), "sha256:abc")
+            spec_hash(&spec("busybox"), "sha256:abc", None),
+            spec_hash(&spec("docker.io/library/busybox:latest"), "sha256:abc", None)
         );
     }
 

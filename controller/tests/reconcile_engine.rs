@@ -24,6 +24,7 @@ use berth_controller::labels;
 use berth_controller::reconcile::{Context, Controller, ControllerConfig, container};
 use berth_controller::store::{ResourceStore, SledStore, StoreConfig, WriteContext};
 use berth_schemas::condition::{DEGRADED, READY, find_condition};
+use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 use berth_schemas::{
     API_VERSION, Condition, ConditionStatus, DynamicObject, Kind, ObjectMeta, ResourceKey,
 };
@@ -273,6 +274,31 @@ async fn create_update_stop_start_and_delete_converge_on_the_real_engine() {
             .then_some(())
     })
     .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_restarted_at_annotation_replaces_the_container_with_an_identical_one() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    t.apply(Kind::Container, "restartme", sleeper(&image)).await;
+    let first = t.running("restartme").await;
+
+    // What `berth restart` and GraphQL `restartContainer` write: only the annotation changes.
+    let mut obj = t.get(Kind::Container, "restartme").await.expect("resource exists");
+    obj.metadata.resource_version = None;
+    obj.metadata
+        .annotations
+        .insert(RESTARTED_AT_ANNOTATION.to_owned(), "2026-11-27T14:00:00Z".to_owned());
+    t.store.apply(&WriteContext::rest_user("tester"), obj).await.expect("apply annotation");
+    let second = t
+        .eventually("restartme to be replaced", || async {
+            t.one("restartme").await.filter(|c| {
+                c.id != first.id && c.state == berth_controller::docker::ContainerState::Running
+            })
+        })
+        .await;
+    assert_eq!(second.name, first.name, "the replacement keeps the deterministic name");
     t.stop().await;
 }
 

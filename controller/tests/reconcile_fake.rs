@@ -126,7 +126,10 @@ async fn a_new_container_resource_is_created_started_labelled_and_reported_ready
     assert!(c.state.is_up());
     let obj = h.container("web").await?;
     assert_eq!(c.label(labels::UID), obj.metadata.uid.as_deref());
-    assert_eq!(c.label(labels::SPEC_HASH), Some(labels::spec_hash(&obj.spec, &image_id).as_str()));
+    assert_eq!(
+        c.label(labels::SPEC_HASH),
+        Some(labels::spec_hash(&obj.spec, &image_id, None).as_str())
+    );
     assert!(obj.metadata.finalizers.iter().any(|f| f == FINALIZER));
 
     let status = h.status("web").await?;

@@ -7,6 +7,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Annotation whose change makes berth replace a container with an identical one (as
+/// `kubectl rollout restart` does): `berth restart` and GraphQL `restartContainer` set it to the
+/// current time. Being declarative, a restart is audited and survives a restart of berth.
+pub const RESTARTED_AT_ANNOTATION: &str = "berth.dev/restartedAt";
+
 /// The namespace a resource lands in when its manifest names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 

@@ -12,7 +12,7 @@ use crate::client::{Client, ClientOpts, runtime};
 use super::{EXIT_FAILURE, EXIT_OK};
 
 /// The annotation `restart` sets.
-pub const RESTARTED_AT: &str = "berth.dev/restartedAt";
+pub const RESTARTED_AT: &str = berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 
 /// Arguments of `berth restart`.
 #[derive(Debug, clap::Args)]

@@ -30,6 +30,7 @@ use crate::docker::{ObservedContainer, ObservedImage};
 use crate::labels;
 use crate::runtime::Action;
 use crate::store::{AuditOutcome, WriteContext};
+use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 
 /// How often a pass may act and look again before it gives up (and retries with backoff).
 const MAX_ROUNDS: usize = 4;
@@ -128,7 +129,7 @@ fn desired(
     Desired {
         uid: uid.to_owned(),
         name: labels::container_name(&key.namespace, &key.name),
-        spec_hash: image.map(|i| labels::spec_hash(&obj.spec, &i.id)),
+        spec_hash: image.map(|i| labels::spec_hash(&obj.spec, &i.id, restarted_at(obj))),
         pull_policy: obj.spec.image_pull_policy,
         desired_state: obj.spec.desired_state,
         grace: create::grace_period(&obj.spec),
@@ -237,7 +238,7 @@ async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> R
                     .await
                     .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
                     .ok_or_else(|| Error::Unsettled(key.clone()))?;
-                let hash = labels::spec_hash(&obj.spec, &image.id);
+                let hash = labels::spec_hash(&obj.spec, &image.id, restarted_at(obj));
                 let request = create::container_create(obj, &ctx.instance, uid, &hash)
                     .map_err(Error::Spec)?;
                 let action = format!("create container {}", request.name);
@@ -405,4 +406,9 @@ pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, 
         record(ctx, key, "docker.container.remove", &action, result).await?;
     }
     Ok(Action::await_change())
+}
+
+/// The resource's `berth.dev/restartedAt` annotation, which takes part in the spec hash.
+fn restarted_at(obj: &Container) -> Option<&str> {
+    obj.metadata.annotations.get(RESTARTED_AT_ANNOTATION).map(String::as_str)
 }

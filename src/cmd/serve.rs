@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::UsageError;
+use crate::sync::{StoreApplier, SyncSource, SyncStatus, run_sync};
 
 /// Flags of `berth serve`. Every flag has a `BERTH_*` environment variable and a config-file key.
 #[derive(Debug, Parser)]
@@ -262,8 +263,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings { api, store, docker, controller, registry_auth_file, sync_dir, .. } = settings;
-    if sync_dir.is_some() {
-        bail!(UsageError("--sync-dir is not available in this build yet".into()));
+    if let Some(dir) = &sync_dir {
+        if !dir.is_dir() {
+            bail!(UsageError(format!("--sync-dir {}: not a directory", dir.display())));
+        }
     }
     let data_dir = api.data_dir.clone();
     let store = SledStore::open(store).with_context(|| {
@@ -311,6 +314,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let controller_task = tokio::spawn(controller.run(shutdown.child_token()));
+    let sync_task = sync_dir.map(|dir| {
+        let source = SyncSource::new(dir);
+        tracing::info!(dir = %source.dir.display(), source = %source.name, "syncing manifests");
+        let (status, _) = tokio::sync::watch::channel(SyncStatus::default());
+        let applier = StoreApplier::new(state.clone());
+        tokio::spawn(run_sync(source, applier, status, shutdown.child_token().cancelled_owned()))
+    });
     let signals = tokio::spawn(wait_for_signals(shutdown.clone()));
     let server_shutdown = shutdown.clone();
     let served =
@@ -318,6 +328,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     shutdown.cancel();
     if let Err(e) = controller_task.await {
         tracing::error!(error = %e, "controller task failed");
+    }
+    if let Some(task) = sync_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "directory sync stopped"),
+            Err(e) => tracing::error!(error = %e, "directory sync task failed"),
+        }
     }
     signals.abort();
     store.close();

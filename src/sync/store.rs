@@ -1,7 +1,5 @@
 //! [`StoreApplier`]: applies a sync set straight to the store, in the server process
 //! (`berth serve --sync-dir DIR`), as actor `sync` through source `sync`.
-// Used by `berth serve --sync-dir` only; dead code until that flag is wired.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 

@@ -226,7 +226,12 @@ async fn run() -> Result<()> {
     for c in 0..conns {
         let mut ws = connect(addr, &token).await?;
         for i in 0..subscribers / conns {
-            subscribe(&mut ws, &format!("r{c}-{i}"), "subscription { resourceChanges(kind: \"Container\") { revision } }").await?;
+            subscribe(
+                &mut ws,
+                &format!("r{c}-{i}"),
+                "subscription { resourceChanges(kind: \"Container\") { revision } }",
+            )
+            .await?;
         }
         idle.push(ws);
     }

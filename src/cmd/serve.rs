@@ -263,10 +263,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings { api, store, docker, controller, registry_auth_file, sync_dir, .. } = settings;
-    if let Some(dir) = &sync_dir {
-        if !dir.is_dir() {
-            bail!(UsageError(format!("--sync-dir {}: not a directory", dir.display())));
-        }
+    if let Some(dir) = sync_dir.as_ref().filter(|d| !d.is_dir()) {
+        bail!(UsageError(format!("--sync-dir {}: not a directory", dir.display())));
     }
     let data_dir = api.data_dir.clone();
     let store = SledStore::open(store).with_context(|| {

@@ -23,7 +23,7 @@ use crate::routes;
 
 /// The annotation `restartContainer` bumps; a change of it makes the controller replace the
 /// container.
-pub const RESTARTED_AT: &str = "berth.dev/restartedAt";
+pub const RESTARTED_AT: &str = berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 
 /// The mutation root.
 #[derive(Debug, Default)]

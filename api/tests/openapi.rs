@@ -229,4 +229,12 @@ async fn real_responses_match_the_document() {
         "/api/v1/system/version",
         &srv.get("/api/v1/system/version", Some(&admin)).await,
     );
+    conforms(&doc, &g, "/api/v1/system/info", &srv.get("/api/v1/system/info", Some(&admin)).await);
+    conforms(&doc, &g, "/api/v1/system/df", &srv.get("/api/v1/system/df", Some(&admin)).await);
+    conforms(
+        &doc,
+        &Method::POST,
+        "/api/v1/system/prune",
+        &srv.post_json("/api/v1/system/prune?dryRun=true", Some(&admin), json!({})).await,
+    );
 }

@@ -182,6 +182,97 @@ fn schemas() -> Value {
     })
 }
 
+/// The `/api/v1/system` schemas (a separate `json!` keeps the macro under its recursion limit).
+fn system_schemas() -> Value {
+    let string = json!({ "type": "string" });
+    json!({
+        "SystemInfo": {
+            "type": "object", "required": ["engine", "berth"],
+            "properties": {
+                "engine": {
+                    "type": "object",
+                    "required": ["version", "containers", "images", "storageDriver", "kernelVersion",
+                        "operatingSystem", "cpus", "memoryBytes"],
+                    "properties": {
+                        "name": string, "version": string,
+                        "containers": {
+                            "type": "object", "required": ["total", "running", "paused", "stopped"],
+                            "properties": {
+                                "total": { "type": "integer" }, "running": { "type": "integer" },
+                                "paused": { "type": "integer" }, "stopped": { "type": "integer" }
+                            }
+                        },
+                        "images": { "type": "integer" }, "storageDriver": string,
+                        "kernelVersion": string, "operatingSystem": string, "osType": string,
+                        "architecture": string, "cpus": { "type": "integer" },
+                        "memoryBytes": { "type": "integer" }, "rootDir": string
+                    }
+                },
+                "berth": {
+                    "type": "object",
+                    "required": ["version", "instanceId", "storeBytes", "resources", "managedContainers"],
+                    "properties": {
+                        "version": string, "instanceId": string,
+                        "storeBytes": { "type": "integer" }, "revision": { "type": "integer" },
+                        "resources": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "managedContainers": {
+                            "type": "object", "required": ["total", "running"],
+                            "properties": {
+                                "total": { "type": "integer" }, "running": { "type": "integer" }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "DiskUsage": {
+            "type": "object", "required": ["images", "containers", "volumes", "buildCache"],
+            "properties": {
+                "images": r("UsageClass"), "containers": r("UsageClass"),
+                "volumes": r("UsageClass"),
+                "buildCache": {
+                    "description": "null when the Engine's API version does not report it",
+                    "type": ["object", "null"]
+                }
+            }
+        },
+        "UsageClass": {
+            "type": "object", "required": ["count", "active", "sizeBytes", "berth"],
+            "properties": {
+                "count": { "type": "integer" }, "active": { "type": "integer" },
+                "sizeBytes": { "type": ["integer", "null"] },
+                "reclaimableBytes": { "type": "integer" },
+                "berth": {
+                    "type": "object", "required": ["count"],
+                    "properties": { "count": { "type": "integer" }, "sizeBytes": { "type": "integer" } }
+                }
+            }
+        },
+        "PruneResponse": {
+            "type": "object", "required": ["dryRun", "items"],
+            "properties": {
+                "dryRun": { "type": "boolean" },
+                "items": array_of(json!({
+                    "type": "object", "required": ["type", "id", "name", "reason", "removed"],
+                    "properties": {
+                        "type": { "type": "string", "enum": ["container", "image"] },
+                        "id": string, "name": string, "reason": string,
+                        "removed": { "type": "boolean" }, "error": string
+                    }
+                }))
+            }
+        }
+    })
+}
+
+fn all_schemas() -> Value {
+    let mut all = schemas();
+    if let (Value::Object(m), Value::Object(more)) = (&mut all, system_schemas()) {
+        m.extend(more);
+    }
+    all
+}
+
 /// What one route takes and answers: (summary, request body schema, success status and schema).
 fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, Option<Value>) {
     let m = method.as_str();
@@ -234,6 +325,13 @@ fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, 
             ("Every Docker container", None, 200, Some(r("Items")))
         }
         ("GET", "/api/v1/system/images") => ("Every Docker image", None, 200, Some(r("Items"))),
+        ("GET", "/api/v1/system/info") => {
+            ("Docker Engine and berth facts", None, 200, Some(r("SystemInfo")))
+        }
+        ("GET", "/api/v1/system/df") => ("Docker disk usage", None, 200, Some(r("DiskUsage"))),
+        ("POST", "/api/v1/system/prune") => {
+            ("Remove berth's own leftovers", None, 200, Some(r("PruneResponse")))
+        }
         ("GET", "/api/v1/{plural}") => {
             ("List or watch resources", None, 200, Some(r("ObjectList")))
         }
@@ -279,6 +377,9 @@ fn query_params(method: &Method, path: &str) -> Vec<Value> {
             ),
             q("timeoutSeconds", "integer", "How long to wait."),
         ],
+        ("POST", "/api/v1/system/prune") => {
+            vec![q("dryRun", "boolean", "Answer what would be removed, remove nothing.")]
+        }
         ("GET", "/api/v1/tokens") => vec![
             q("all", "boolean", "Every user's tokens (admin)."),
             q("owner", "string", "One user's tokens (admin unless it is the caller)."),
@@ -391,7 +492,7 @@ pub fn openapi() -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": all_schemas(),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "description": "Access JWT or API token (berth_...)." }
             }

@@ -18,9 +18,9 @@ use bollard::models::{
     NetworkConnectRequest, NetworkingConfig, PortBinding, PortMap, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, KillContainerOptions,
-    ListContainersOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, DataUsageOptions, EventsOptions,
+    KillContainerOptions, ListContainersOptions, ListImagesOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveImageOptions, StopContainerOptions,
 };
 use chrono::{DateTime, Datelike, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -31,9 +31,10 @@ use super::streams::{
     ContainerStats, ExecSession, ExecSpec, LogOptions, OutputChunk, OutputStream,
 };
 use super::types::{
-    BoundPort, ContainerCreate, ContainerFilter, ContainerState, EngineEvent, EngineVersion,
-    EventKind, Health, MountKind, ObservedContainer, ObservedImage, Protocol, PullProgress,
-    RegistryCredentials, RestartPolicy,
+    BoundPort, BuildCacheUsage, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage,
+    DiskUsage, EngineEvent, EngineInfo, EngineVersion, EventKind, Health, ImageUsage, MountKind,
+    ObservedContainer, ObservedImage, Protocol, PullProgress, RegistryCredentials, RestartPolicy,
+    VolumeUsage,
 };
 use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
@@ -246,6 +247,110 @@ impl Driver for BollardDriver {
             os: v.os.unwrap_or_default(),
             arch: v.arch.unwrap_or_default(),
         })
+    }
+
+    async fn info(&self) -> Result<EngineInfo, DriverError> {
+        let i = self
+            .call(|| "the Engine".to_owned(), self.request_timeout, self.client()?.info())
+            .await?;
+        let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        Ok(EngineInfo {
+            name: i.name.unwrap_or_default(),
+            server_version: i.server_version.unwrap_or_default(),
+            containers: n(i.containers),
+            containers_running: n(i.containers_running),
+            containers_paused: n(i.containers_paused),
+            containers_stopped: n(i.containers_stopped),
+            images: n(i.images),
+            storage_driver: i.driver.unwrap_or_default(),
+            kernel_version: i.kernel_version.unwrap_or_default(),
+            operating_system: i.operating_system.unwrap_or_default(),
+            os_type: i.os_type.unwrap_or_default(),
+            architecture: i.architecture.unwrap_or_default(),
+            cpus: n(i.ncpu),
+            memory_bytes: n(i.mem_total),
+            root_dir: i.docker_root_dir.unwrap_or_default(),
+        })
+    }
+
+    async fn disk_usage(&self) -> Result<DiskUsage, DriverError> {
+        // Built from the object lists rather than `GET /system/df`, whose shape changed in API
+        // 1.52 (bollard speaks only the new one): the lists read the same on every Engine.
+        let size = |v: i64| u64::try_from(v).unwrap_or(0);
+        let images = self
+            .call(
+                || "images".to_owned(),
+                self.request_timeout,
+                self.client()?.list_images(Some(ListImagesOptions::default())),
+            )
+            .await?
+            .into_iter()
+            .map(|i| ImageUsage {
+                id: i.id,
+                repo_tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+                size: size(i.size),
+                shared_size: u64::try_from(i.shared_size).ok(),
+            })
+            .collect();
+        let options = ListContainersOptions { all: true, size: true, ..Default::default() };
+        let containers = self
+            .call(
+                || "containers".to_owned(),
+                // Computing sizes walks every writable layer: allow it more time.
+                self.request_timeout * 4,
+                self.client()?.list_containers(Some(options)),
+            )
+            .await?
+            .into_iter()
+            .map(|c| ContainerUsage {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                state: ContainerState::from_docker(
+                    &c.state.map(|s| s.to_string()).unwrap_or_default(),
+                ),
+                size_rw: c.size_rw.map_or(0, size),
+            })
+            .collect();
+        let volumes = self
+            .call(
+                || "volumes".to_owned(),
+                self.request_timeout,
+                self.client()?.list_volumes(None::<ListVolumesOptions>),
+            )
+            .await?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeUsage {
+                name: v.name,
+                labels: v.labels,
+                size: v.usage_data.as_ref().and_then(|u| u64::try_from(u.size).ok()),
+                ref_count: v.usage_data.as_ref().and_then(|u| u64::try_from(u.ref_count).ok()),
+            })
+            .collect();
+        // The build cache is only in `/system/df`; an Engine older than API 1.52 answers in the
+        // old shape, which leaves it `None` here.
+        let df = self
+            .call(
+                || "disk usage".to_owned(),
+                self.request_timeout * 4,
+                // (bollard cannot encode the `type` filter in the query; ask for everything.)
+                self.client()?.df(Some(DataUsageOptions { _type: None, verbose: false })),
+            )
+            .await?;
+        let build_cache = df.build_cache_usage.and_then(|b| {
+            Some(BuildCacheUsage {
+                count: u64::try_from(b.total_count?).ok()?,
+                size: u64::try_from(b.total_size?).ok()?,
+                reclaimable: b.reclaimable.and_then(|r| u64::try_from(r).ok()).unwrap_or(0),
+            })
+        });
+        Ok(DiskUsage { images, containers, volumes, build_cache })
     }
 
     async fn list_containers(

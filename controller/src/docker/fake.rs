@@ -21,8 +21,9 @@ use tokio::sync::broadcast;
 use super::error::DriverError;
 use super::streams::{ExecSession, ExecSpec, LogOptions};
 use super::types::{
-    BoundPort, ContainerCreate, ContainerFilter, ContainerState, EngineEvent, EngineVersion,
-    EventKind, ObservedContainer, ObservedImage, PullProgress, RegistryCredentials,
+    BoundPort, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage, DiskUsage,
+    EngineEvent, EngineInfo, EngineVersion, EventKind, ImageUsage, ObservedContainer,
+    ObservedImage, PullProgress, RegistryCredentials,
 };
 use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
@@ -33,6 +34,10 @@ pub enum Op {
     Ping,
     /// [`Driver::version`].
     Version,
+    /// [`Driver::info`].
+    Info,
+    /// [`Driver::disk_usage`].
+    DiskUsage,
     /// [`Driver::list_containers`].
     ListContainers,
     /// [`Driver::inspect_container`].
@@ -491,6 +496,61 @@ impl Driver for FakeDriver {
             negotiated_api_version: "1.41".into(),
             os: "linux".into(),
             arch: "amd64".into(),
+        })
+    }
+
+    async fn info(&self) -> Result<EngineInfo, DriverError> {
+        let st = self.enter(Op::Info, "")?;
+        let count = |f: fn(ContainerState) -> bool| {
+            st.containers.values().filter(|(c, _)| f(c.state)).count() as u64
+        };
+        Ok(EngineInfo {
+            name: "fake".into(),
+            server_version: "20.10.24-fake".into(),
+            containers: st.containers.len() as u64,
+            containers_running: count(|s| s == ContainerState::Running),
+            containers_paused: count(|s| s == ContainerState::Paused),
+            containers_stopped: count(|s| {
+                !matches!(s, ContainerState::Running | ContainerState::Paused)
+            }),
+            images: st.images.len() as u64,
+            storage_driver: "fake".into(),
+            kernel_version: "6.0.0-fake".into(),
+            operating_system: "Fake OS".into(),
+            os_type: "linux".into(),
+            architecture: "x86_64".into(),
+            cpus: 2,
+            memory_bytes: 1 << 30,
+            root_dir: "/var/lib/docker".into(),
+        })
+    }
+
+    async fn disk_usage(&self) -> Result<DiskUsage, DriverError> {
+        let st = self.enter(Op::DiskUsage, "")?;
+        Ok(DiskUsage {
+            images: st
+                .images
+                .values()
+                .map(|i| ImageUsage {
+                    id: i.id.clone(),
+                    repo_tags: i.repo_tags.clone(),
+                    size: u64::try_from(i.size).unwrap_or(0),
+                    shared_size: Some(0),
+                })
+                .collect(),
+            containers: st
+                .containers
+                .values()
+                .map(|(c, _)| ContainerUsage {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    labels: c.labels.clone(),
+                    state: c.state,
+                    size_rw: 0,
+                })
+                .collect(),
+            volumes: Vec::new(),
+            build_cache: None,
         })
     }
 

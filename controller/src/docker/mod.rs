@@ -34,10 +34,10 @@ pub use self::streams::{
     ContainerStats, ExecSession, ExecSpec, LogOptions, OutputChunk, OutputStream,
 };
 pub use self::types::{
-    BoundPort, ContainerCreate, ContainerFilter, ContainerState, DeviceMapping, EngineEvent,
-    EngineVersion, EventKind, Health, Healthcheck, MountKind, MountSpec, ObservedContainer,
-    ObservedImage, PortPublish, Protocol, PullProgress, RegistryCredentials, ResourceLimits,
-    RestartPolicy,
+    BoundPort, BuildCacheUsage, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage,
+    DeviceMapping, DiskUsage, EngineEvent, EngineInfo, EngineVersion, EventKind, Health,
+    Healthcheck, ImageUsage, MountKind, MountSpec, ObservedContainer, ObservedImage, PortPublish,
+    Protocol, PullProgress, RegistryCredentials, ResourceLimits, RestartPolicy, VolumeUsage,
 };
 
 /// A stream of pull progress messages; it ends after the pull succeeded, or with one error.
@@ -69,6 +69,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// The Engine's version and the API version in use.
     async fn version(&self) -> Result<EngineVersion, DriverError>;
+
+    /// The Engine's host facts and object counts (`docker info`).
+    async fn info(&self) -> Result<EngineInfo, DriverError>;
+
+    /// What occupies the Engine's disk, object by object (`docker system df -v`).
+    async fn disk_usage(&self) -> Result<DiskUsage, DriverError>;
 
     /// Every container (running or not) whose labels match `filter`, fully inspected.
     /// Containers that vanish while being listed are left out.

@@ -28,6 +28,106 @@ pub struct EngineVersion {
     pub arch: String,
 }
 
+/// The Engine's host and object counts, as `GET /info` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// The Engine's host name.
+    pub name: String,
+    /// The Engine release (`ServerVersion`).
+    pub server_version: String,
+    /// Every container on the host.
+    pub containers: u64,
+    /// Running containers.
+    pub containers_running: u64,
+    /// Paused containers.
+    pub containers_paused: u64,
+    /// Stopped (created, exited, dead) containers.
+    pub containers_stopped: u64,
+    /// Images (including intermediate layers, as Docker counts them).
+    pub images: u64,
+    /// The storage driver (`overlay2`).
+    pub storage_driver: String,
+    /// The host's kernel version.
+    pub kernel_version: String,
+    /// The host's operating system (`Debian GNU/Linux 12 (bookworm)`).
+    pub operating_system: String,
+    /// `linux` or `windows`.
+    pub os_type: String,
+    /// The host's architecture (`x86_64`).
+    pub architecture: String,
+    /// CPUs the Engine sees.
+    pub cpus: u64,
+    /// Memory the Engine sees, in bytes.
+    pub memory_bytes: u64,
+    /// The Engine's data directory (`/var/lib/docker`).
+    pub root_dir: String,
+}
+
+/// Disk use of one container (its writable layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUsage {
+    /// The container id.
+    pub id: String,
+    /// The name without Docker's leading `/`.
+    pub name: String,
+    /// Its labels (berth's ownership labels among them when it is berth's).
+    pub labels: HashMap<String, String>,
+    /// Its lifecycle state.
+    pub state: ContainerState,
+    /// Bytes in its writable layer (`SizeRw`).
+    pub size_rw: u64,
+}
+
+/// Disk use of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUsage {
+    /// The image id (`sha256:...`).
+    pub id: String,
+    /// Its tags.
+    pub repo_tags: Vec<String>,
+    /// Its size in bytes, layers shared with other images included.
+    pub size: u64,
+    /// Bytes shared with other images, when the Engine computed it.
+    pub shared_size: Option<u64>,
+}
+
+/// Disk use of one volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeUsage {
+    /// The volume name.
+    pub name: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// Its size in bytes, when the Engine reports it.
+    pub size: Option<u64>,
+    /// How many containers use it, when the Engine reports it.
+    pub ref_count: Option<u64>,
+}
+
+/// The build cache's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildCacheUsage {
+    /// Cache records.
+    pub count: u64,
+    /// Their size in bytes.
+    pub size: u64,
+    /// Bytes a prune would free.
+    pub reclaimable: u64,
+}
+
+/// What occupies the Engine's disk (`docker system df`), object by object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Every image.
+    pub images: Vec<ImageUsage>,
+    /// Every container, running or not.
+    pub containers: Vec<ContainerUsage>,
+    /// Every volume.
+    pub volumes: Vec<VolumeUsage>,
+    /// The build cache, when the Engine's API version reports it (`None` otherwise).
+    pub build_cache: Option<BuildCacheUsage>,
+}
+
 /// A Docker container's lifecycle state (`State.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainerState {

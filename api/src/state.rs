@@ -15,6 +15,9 @@ use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
+/// How many live login sessions the authentication cache remembers before it starts over.
+pub const LIVE_SESSION_CACHE: usize = 10_000;
+
 /// Shared state for the REST (and later GraphQL) handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -34,6 +37,7 @@ struct Inner {
     login_per_address: RateLimiter<IpAddr>,
     per_token: RateLimiter<String>,
     revoked_sessions: Mutex<HashSet<String>>,
+    live_sessions: Mutex<HashSet<String>>,
     user_sessions: Mutex<HashMap<String, HashSet<String>>>,
     user_admin_lock: tokio::sync::Mutex<()>,
     dummy_hash: OnceCell<String>,
@@ -71,6 +75,7 @@ impl AppState {
                 metrics,
                 ready,
                 revoked_sessions: Mutex::new(HashSet::new()),
+                live_sessions: Mutex::new(HashSet::new()),
                 user_sessions: Mutex::new(HashMap::new()),
                 user_admin_lock: tokio::sync::Mutex::new(()),
                 dummy_hash: OnceCell::new(),
@@ -202,6 +207,25 @@ impl AppState {
 
     pub(crate) fn session_revoked_here(&self, sid: &str) -> bool {
         self.inner.revoked_sessions.lock().unwrap_or_else(PoisonError::into_inner).contains(sid)
+    }
+
+    /// Whether `sid` was found live in the store by this process (and not revoked since: a
+    /// revocation by this process is checked first, in [`session_revoked_here`]).
+    pub(crate) fn session_known_live(&self, sid: &str) -> bool {
+        self.inner.live_sessions.lock().unwrap_or_else(PoisonError::into_inner).contains(sid)
+    }
+
+    /// Remembers that the store holds `sid` as a live session of `username`. The cache is
+    /// bounded by [`LIVE_SESSION_CACHE`]: when full it starts over (the store is the truth).
+    pub(crate) fn note_live_session(&self, username: &str, sid: &str) {
+        {
+            let mut live = self.inner.live_sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            if live.len() >= LIVE_SESSION_CACHE {
+                live.clear();
+            }
+            live.insert(sid.to_owned());
+        }
+        self.note_session(username, sid);
     }
 
     /// A hash to verify against when the user does not exist, so that a failed login takes as

@@ -142,7 +142,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
         tracing::debug!(error = %ErrorChain(&e), "access token refused");
         ApiError::Unauthenticated
     })?;
-    if session_revoked(state, &claims.sid).await? {
+    if session_revoked(state, &claims.sid, &claims.sub).await? {
         return Err(ApiError::Unauthenticated);
     }
     let user = active_user(state, &claims.sub).await?;
@@ -153,9 +153,26 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
     })
 }
 
-/// Whether the login session `sid` has been revoked (logout, refresh-token reuse).
-async fn session_revoked(state: &AppState, sid: &str) -> Result<bool, ApiError> {
-    Ok(state.session_revoked_here(sid))
+/// Whether the login session `sid` of `username` has been revoked (logout, refresh-token reuse,
+/// password change, user disabled), or is unknown to the store.
+///
+/// Revocations by this process are in memory; anything else is read from the store once per
+/// session and process, so a session revoked before a restart stays revoked after it. A live
+/// session is cached (bounded), so the store is read on the first request of each session only.
+async fn session_revoked(state: &AppState, sid: &str, username: &str) -> Result<bool, ApiError> {
+    if state.session_revoked_here(sid) {
+        return Ok(true);
+    }
+    if state.session_known_live(sid) {
+        return Ok(false);
+    }
+    match state.accounts().get_refresh_family(sid).await? {
+        Some(f) if f.revoked.is_none() && f.username == username => {
+            state.note_live_session(username, sid);
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
 }
 
 /// Records a refused request in the audit log (best effort: a failure is logged).

@@ -92,7 +92,7 @@ fn issue_pair(
     sid: &str,
     refresh: String,
 ) -> Result<TokenPair, ApiError> {
-    state.note_session(username, sid);
+    state.note_live_session(username, sid);
     let ttl = state.config().access_token_ttl;
     let (access, _) = state.keys().issue(username, role, sid, ttl).map_err(ApiError::internal)?;
     Ok(TokenPair {
@@ -244,6 +244,9 @@ pub async fn logout(
     let ctx = principal.ctx();
     if let Credential::Session { sid, .. } = &principal.credential {
         state.revoke_session(sid);
+        // In the store too, so the session stays ended after a restart (and its refresh
+        // tokens stop working even when the client does not send one).
+        state.accounts().revoke_refresh_family_by_id(&ctx, sid).await?;
     }
     if let Some(req) = body {
         // Holding a refresh token is all the authority needed to end its session.

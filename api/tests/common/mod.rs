@@ -129,6 +129,52 @@ impl TestServer {
         .await
     }
 
+    /// Stops the server, waits for it to drain and starts a new one on the same data directory
+    /// (same store, same signing key, a new process state).
+    pub async fn restart(mut self) -> Self {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let config = self.state.config().clone();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server result");
+        }
+        drop(self);
+        let store_config = StoreConfig::new(config.data_dir.join("store"));
+        let (ready, ready_rx) = watch::channel(false);
+        let keys = berth_api::auth::jwt::JwtKeys::load_or_create(
+            &config.signing_key_path(),
+            config.issuer.clone(),
+        )
+        .expect("keys");
+        // The old state's last handles may still be dropping: retry the store's lock briefly.
+        let mut store = None;
+        for _ in 0..100 {
+            match SledStore::open(store_config.clone()) {
+                Ok(s) => {
+                    store = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        let store = store.expect("reopen the store");
+        let boot = berth_api::auth::bootstrap_admin(&store, Some(ADMIN_PASSWORD.to_owned()))
+            .await
+            .expect("bootstrap");
+        assert!(boot.is_none(), "a reopened store keeps its admin");
+        let state = AppState::new(config, keys, store, berth_api::Metrics::new(), ready_rx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(berth_api::serve(listener, state.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        Self { addr, state, ready, dir, stop: Some(stop), task: Some(task), client }
+    }
+
     /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {

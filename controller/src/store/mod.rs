@@ -298,6 +298,27 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> BoxFuture<'_, StoreResult<Option<RefreshFamily>>>;
 
+    /// Revokes a refresh-token family by its id (logout with the access token alone: the
+    /// token names its family). Returns the family, or `None` for an unknown id.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    fn revoke_refresh_family_by_id(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<RefreshFamily>>>;
+
+    /// One refresh-token family (login session) by id, revoked or not; `Ok(None)` when there
+    /// is none. Access tokens name their family, so this is how a revoked session's access
+    /// tokens are refused after a restart.
+    ///
+    /// # Errors
+    ///
+    /// Storage or decode errors.
+    fn get_refresh_family(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<RefreshFamily>>>;
+
     /// Revokes every refresh-token family of a user; returns how many were revoked.
     ///
     /// # Errors

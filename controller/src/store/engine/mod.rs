@@ -891,6 +891,19 @@ impl AccountStore for SledStore {
         expect_reply!(self.submit(ctx, Request::RevokeFamily(token_hash.to_owned())), Family)
     }
 
+    fn revoke_refresh_family_by_id(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<RefreshFamily>>> {
+        expect_reply!(self.submit(ctx, Request::RevokeFamilyById(id.to_owned())), Family)
+    }
+
+    fn get_refresh_family(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<RefreshFamily>>> {
+        let id = id.to_owned();
+        self.blocking(move |core| core.get_json(ops::FAMILIES, id.as_bytes(), "refresh family"))
+    }
+
     fn revoke_user_refresh_families(
         &self,
         ctx: &WriteContext,

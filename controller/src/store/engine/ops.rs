@@ -80,6 +80,7 @@ pub(crate) enum Request {
         expires: chrono::DateTime<Utc>,
     },
     RevokeFamily(String),
+    RevokeFamilyById(String),
     RevokeUserFamilies(String),
     CreateApiToken(NewApiToken),
     RevokeApiToken(String),
@@ -282,6 +283,12 @@ impl<'a> Batch<'a> {
                 self.rotate_refresh(ctx, old_hash, new_hash, *expires).map(Reply::Rotation)
             }
             Request::RevokeFamily(hash) => self.revoke_family(ctx, hash).map(Reply::Family),
+            Request::RevokeFamilyById(id) => match self.family(id)? {
+                Some(family) => {
+                    self.revoke_family_record(ctx, family).map(|f| Reply::Family(Some(f)))
+                }
+                None => Ok(Reply::Family(None)),
+            },
             Request::RevokeUserFamilies(user) => {
                 self.revoke_user_families(ctx, user).map(Reply::Count)
             }

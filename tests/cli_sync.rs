@@ -131,10 +131,95 @@ fn sync_by_polling_notices_a_change_and_once_mode_reports_a_broken_directory() {
     sync.expect_line("sync: applied");
     assert_eq!(note(&s, &ns, "a").as_deref(), Some("v2"));
     drop(sync);
+    // This server syncs no directory of its own.
+    let st = s.ok(&["sync", "status", "-o", "json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&st).unwrap()["enabled"], false, "{st}");
+    assert!(s.ok(&["sync", "status"]).contains("syncs no directory"));
 
     let broken = tempfile::tempdir().unwrap();
     write(broken.path(), "x.yaml", "kind: [");
     let o = s.run(&["sync", broken.path().to_str().unwrap(), "--once", "--name", "other"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("x.yaml:1:"), "{}", stderr(&o));
+}
+
+/// Runs git in `dir` with a fixed identity.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .args(["-c", "user.name=berth-test", "-c", "user.email=test@berth.invalid"])
+        .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git must be installed");
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn sync_status(s: &Server) -> serde_json::Value {
+    let out = s.ok(&["sync", "status", "-o", "json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("sync status is JSON ({e}): {out}"))
+}
+
+#[test]
+fn serve_sync_dir_reports_commit_applied_time_counts_and_a_broken_file_through_the_api() {
+    let repo = tempfile::tempdir().unwrap();
+    let ns = unique_ns("status");
+    write(repo.path(), "a.yaml", &image(&ns, "a", "v1"));
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "first"]);
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+
+    let s = Server::start_with(&["--sync-dir", repo.path().to_str().unwrap()]);
+    s.namespaces.lock().unwrap().push(ns.clone());
+    let st = eventually(LIMIT, "the sync status shows the first commit applied", || {
+        let v = sync_status(&s);
+        (v["state"] == "ok" && v["commit"] == first.as_str()).then_some(v)
+    });
+    assert_eq!(st["enabled"], true);
+    assert_eq!(st["directory"], repo.path().to_str().unwrap());
+    assert_eq!(st["resources"], 1);
+    assert_eq!(st["counts"]["Image"]["created"], 1, "{st}");
+    let applied_at = st["lastAppliedAt"].as_str().expect("an applied time").to_owned();
+    assert!(st["lastError"].is_null(), "{st}");
+    let table = s.ok(&["sync", "status"]);
+    assert!(table.contains(&first) && table.contains("ok"), "{table}");
+
+    // A broken file: the status names it with its line; the last good state stays in force.
+    let bad =
+        write(repo.path(), "b.yaml", &image(&ns, "b", "x").replace("reference:", "refrence:"));
+    let st = eventually(LIMIT, "the sync status shows the broken file", || {
+        let v = sync_status(&s);
+        (v["state"] == "error").then_some(v)
+    });
+    let err = &st["lastError"];
+    assert_eq!(err["file"], bad.to_str().unwrap(), "{st}");
+    let line = err["line"].as_u64().expect("a line number");
+    assert!(line >= 8, "the line of the misspelt field or of its spec: {st}");
+    assert!(err["message"].as_str().unwrap().contains("nothing applied"), "{st}");
+    assert_eq!(st["commit"], first.as_str(), "the applied commit stays: {st}");
+    assert_eq!(st["lastAppliedAt"], applied_at.as_str(), "{st}");
+    assert!(s.get_json("image", &ns, "a").is_some(), "the last good state stays");
+    assert!(s.get_json("image", &ns, "b").is_none(), "nothing of the broken set is applied");
+    let table = s.ok(&["sync", "status"]);
+    assert!(
+        table.contains("error") && table.contains(&format!("{}:{line}:", bad.display())),
+        "{table}"
+    );
+    let audit = s.ok(&["audit", "--verb", "sync.error", "--json"]);
+    assert!(audit.contains("b.yaml"), "the broken file is an audit event: {audit}");
+
+    // Fixed and committed: applied, and the status follows HEAD.
+    write(repo.path(), "b.yaml", &image(&ns, "b", "v1"));
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "second"]);
+    let second = git(repo.path(), &["rev-parse", "HEAD"]);
+    let st = eventually(LIMIT, "the sync status shows the second commit applied", || {
+        let v = sync_status(&s);
+        (v["state"] == "ok" && v["commit"] == second.as_str()).then_some(v)
+    });
+    assert!(st["lastError"].is_null(), "{st}");
+    assert_eq!(st["resources"], 2, "{st}");
+    assert!(s.get_json("image", &ns, "b").is_some());
 }

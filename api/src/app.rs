@@ -51,6 +51,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/system/info", get(system::info)),
         (Method::GET, "/api/v1/system/df", get(system::df)),
         (Method::POST, "/api/v1/system/prune", post(system::prune)),
+        (Method::GET, "/api/v1/sync", get(routes::sync::status)),
         (Method::GET, "/api/v1/{plural}", get(resources::list)),
         (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
         (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),

@@ -183,6 +183,7 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/api/v1/system/info", Auth(Action::ReadSystem)),
     entry(Method::GET, "/api/v1/system/df", Auth(Action::ReadSystem)),
     entry(Method::POST, "/api/v1/system/prune", Auth(Action::SystemPrune)),
+    entry(Method::GET, "/api/v1/sync", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/{plural}", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ReadResources)),
     entry(Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::DeleteResources)),

@@ -44,6 +44,7 @@ struct Inner {
     shutdown: CancellationToken,
     driver: Option<Arc<dyn Driver>>,
     graphql: crate::graphql::Shared,
+    sync_status: Option<watch::Receiver<crate::routes::sync::SyncStatus>>,
 }
 
 impl AppState {
@@ -82,6 +83,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 driver: None,
                 graphql: crate::graphql::Shared::default(),
+                sync_status: None,
             }),
         }
     }
@@ -102,6 +104,27 @@ impl AppState {
             }
         }
         self
+    }
+
+    /// Adds the directory sync's status (for `GET /api/v1/sync`; `berth serve --sync-dir`).
+    /// Call before cloning.
+    #[must_use]
+    pub fn with_sync_status(
+        mut self,
+        status: watch::Receiver<crate::routes::sync::SyncStatus>,
+    ) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.sync_status = Some(status),
+            None => tracing::error!(
+                "AppState::with_sync_status called after the state was shared; ignored"
+            ),
+        }
+        self
+    }
+
+    /// The directory sync's status, when the server syncs a directory.
+    pub fn sync_status(&self) -> Option<&watch::Receiver<crate::routes::sync::SyncStatus>> {
+        self.inner.sync_status.as_ref()
     }
 
     /// The Docker Engine driver, when one was given.

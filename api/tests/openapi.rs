@@ -237,4 +237,5 @@ async fn real_responses_match_the_document() {
         "/api/v1/system/prune",
         &srv.post_json("/api/v1/system/prune?dryRun=true", Some(&admin), json!({})).await,
     );
+    conforms(&doc, &g, "/api/v1/sync", &srv.get("/api/v1/sync", Some(&admin)).await);
 }

@@ -299,7 +299,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             ),
         }
     }
-    let state = prepared.state.with_driver(driver);
+    // The sync loop publishes its status here; `GET /api/v1/sync` reads it.
+    let sync = sync_dir.map(|dir| {
+        let source = SyncSource::new(dir);
+        let initial = SyncStatus {
+            directory: source.dir.display().to_string(),
+            source: source.name.clone(),
+            ..SyncStatus::default()
+        };
+        (source, tokio::sync::watch::channel(initial))
+    });
+    let mut state = prepared.state.with_driver(driver);
+    if let Some((_, (_, rx))) = &sync {
+        state = state.with_sync_status(rx.clone());
+    }
     tracing::info!(data_dir = %data_dir.display(), "starting berth");
 
     let listener = tokio::net::TcpListener::bind(api.listen)
@@ -312,10 +325,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let controller_task = tokio::spawn(controller.run(shutdown.child_token()));
-    let sync_task = sync_dir.map(|dir| {
-        let source = SyncSource::new(dir);
+    let sync_task = sync.map(|(source, (status, _))| {
         tracing::info!(dir = %source.dir.display(), source = %source.name, "syncing manifests");
-        let (status, _) = tokio::sync::watch::channel(SyncStatus::default());
         let applier = StoreApplier::new(state.clone());
         tokio::spawn(run_sync(source, applier, status, shutdown.child_token().cancelled_owned()))
     });

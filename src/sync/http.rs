@@ -3,7 +3,7 @@
 use crate::client::{Client, ClientError};
 use crate::manifests::display_name;
 
-use super::{Apply, ApplyError, SyncSet};
+use super::{Apply, ApplyError, Change, SyncSet};
 
 /// Applies through `POST /api/v1/apply?prune=<selector>` with the client's credentials (an
 /// operator or admin token: pruning needs the right to delete).
@@ -39,26 +39,22 @@ fn apply_error(e: ClientError) -> ApplyError {
 }
 
 impl Apply for HttpApplier {
-    async fn apply(&self, set: SyncSet) -> Result<Vec<String>, ApplyError> {
+    async fn apply(&self, set: SyncSet) -> Result<Vec<Change>, ApplyError> {
         tracing::debug!(source = %set.source, commit = ?set.commit, server = %self.client.server(), "sync: applying");
         let resp = self
             .client
             .apply(&set.objects, false, Some(&set.prune_selector))
             .await
             .map_err(apply_error)?;
-        let mut lines: Vec<String> = resp
-            .results
-            .iter()
-            .map(|r| {
-                format!("{} {}", display_name(r.kind.as_str(), &r.namespace, &r.name), r.outcome)
-            })
-            .collect();
-        lines.extend(
-            resp.pruned.iter().map(|r| {
-                format!("{} pruned", display_name(r.kind.as_str(), &r.namespace, &r.name))
-            }),
-        );
-        Ok(lines)
+        let change = |r: &berth_api::routes::resources::ApplyResult, outcome: String| Change {
+            kind: r.kind.as_str().to_owned(),
+            name: display_name(r.kind.as_str(), &r.namespace, &r.name),
+            outcome,
+        };
+        let mut changes: Vec<Change> =
+            resp.results.iter().map(|r| change(r, r.outcome.clone())).collect();
+        changes.extend(resp.pruned.iter().map(|r| change(r, "pruned".to_owned())));
+        Ok(changes)
     }
 
     async fn report_error(&self, _source: &str, _commit: Option<&str>, _message: &str) {

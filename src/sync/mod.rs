@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_schemas::DynamicObject;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
@@ -128,13 +128,13 @@ impl ApplyError {
 /// ([`StoreApplier`]).
 pub trait Apply: Send + Sync {
     /// Applies the whole set and prunes what carries the source's label but is not in it.
-    /// Answers one line per resource (`container/web created`, `container/old pruned`).
+    /// Answers one [`Change`] per resource (`container/web created`, `container/old pruned`).
     ///
     /// # Errors
     ///
     /// [`ApplyError`]; on error nothing must be left half-applied where the backend can
     /// avoid it (both backends validate the whole set before the first write).
-    fn apply(&self, set: SyncSet) -> impl Future<Output = Result<Vec<String>, ApplyError>> + Send;
+    fn apply(&self, set: SyncSet) -> impl Future<Output = Result<Vec<Change>, ApplyError>> + Send;
 
     /// Records that the directory could not be applied (an audit event where possible).
     fn report_error(
@@ -145,17 +145,43 @@ pub trait Apply: Send + Sync {
     ) -> impl Future<Output = ()> + Send;
 }
 
-/// What the sync last did, for status displays.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncStatus {
-    /// When a set was last applied successfully.
-    pub last_applied: Option<DateTime<Utc>>,
-    /// The Git commit of that set.
-    pub commit: Option<String>,
-    /// How many resources that set had.
-    pub resources: usize,
-    /// The problem with the newest version of the directory, if it could not be applied.
-    pub last_error: Option<String>,
+pub use berth_api::routes::sync::{SyncCounts, SyncProblem, SyncState, SyncStatus};
+
+/// What an apply did to one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The resource's kind (`Container`).
+    pub kind: String,
+    /// How the CLI names it (`container/web -n shop`).
+    pub name: String,
+    /// `created`, `configured`, `unchanged` or `pruned`.
+    pub outcome: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.outcome)
+    }
+}
+
+/// Per kind, what a list of changes did.
+pub fn count_changes(changes: &[Change]) -> std::collections::BTreeMap<String, SyncCounts> {
+    let mut counts = std::collections::BTreeMap::<String, SyncCounts>::new();
+    for c in changes {
+        let e = counts.entry(c.kind.clone()).or_default();
+        match c.outcome.as_str() {
+            "pruned" => e.pruned += 1,
+            o => {
+                e.applied += 1;
+                match o {
+                    "created" => e.created += 1,
+                    "configured" => e.configured += 1,
+                    _ => e.unchanged += 1,
+                }
+            }
+        }
+    }
+    counts
 }
 
 /// The Git commit checked out in `dir`, if it is a work tree.
@@ -184,24 +210,62 @@ fn fingerprint(inputs: &[Input]) -> String {
     format!("{:x}", h.finalize())
 }
 
+/// One reason a directory cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetProblem {
+    /// `file:line:col: path: message`, or a sentence when the problem is not in a file.
+    pub text: String,
+    /// The file, line and column, when it is in a file.
+    pub at: Option<(String, u64, u64)>,
+}
+
 /// Reads the directory into a labelled set, or the problems that keep it from applying.
 ///
 /// # Errors
 ///
-/// One line per problem (`file:line:col: path: message`).
-pub fn read_set(source: &SyncSource) -> Result<(Vec<DynamicObject>, String), Vec<String>> {
+/// One [`SetProblem`] per problem.
+pub fn read_set(source: &SyncSource) -> Result<(Vec<DynamicObject>, String), Vec<SetProblem>> {
     let inputs = match read_inputs(std::slice::from_ref(&source.dir)) {
         Ok(i) => i,
         Err(crate::manifests::ReadError::Empty(_)) => Vec::new(),
-        Err(e) => return Err(vec![format!("{e:#}")]),
+        Err(e) => return Err(vec![SetProblem { text: format!("{e:#}"), at: None }]),
     };
     let print = fingerprint(&inputs);
-    let mut objects = parse_set(&inputs)
-        .map_err(|ps: Vec<Problem>| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let mut objects = parse_set(&inputs).map_err(|ps: Vec<Problem>| {
+        ps.iter()
+            .map(|p| SetProblem {
+                text: p.to_string(),
+                at: Some((p.file.clone(), p.line, p.column)),
+            })
+            .collect::<Vec<_>>()
+    })?;
     for o in &mut objects {
         o.metadata.labels.insert(SYNC_SOURCE_LABEL.to_owned(), source.name.clone());
     }
     Ok((objects, print))
+}
+
+/// Records a problem in the status: `state` becomes `error`, the applied state stays.
+fn set_error(
+    status: &watch::Sender<SyncStatus>,
+    message: String,
+    problems: &[SetProblem],
+    commit: Option<String>,
+) {
+    let first = problems.iter().find_map(|p| p.at.clone());
+    let problem = SyncProblem {
+        message,
+        file: first.as_ref().map(|f| f.0.clone()),
+        line: first.as_ref().map(|f| f.1),
+        column: first.as_ref().map(|f| f.2),
+        problems: problems.iter().take(20).map(|p| p.text.clone()).collect(),
+        at: Utc::now(),
+        commit,
+    };
+    status.send_modify(|s| {
+        s.state = SyncState::Error;
+        s.last_error = Some(problem);
+    });
 }
 
 /// What one pass over the directory did.
@@ -223,25 +287,31 @@ pub async fn sync_once<A: Apply>(
     last_good: &mut Option<String>,
 ) -> Outcome {
     let commit = git_head(&source.dir).await;
+    status.send_modify(|s| s.last_attempt_at = Some(Utc::now()));
     let (objects, print) = match read_set(source) {
         Ok(x) => x,
         Err(problems) => {
             for p in &problems {
-                tracing::warn!(source = %source.name, problem = %p, "sync: broken manifest");
+                tracing::warn!(source = %source.name, problem = %p.text, "sync: broken manifest");
             }
             let msg = format!(
                 "{} problem(s), nothing applied; first: {}",
                 problems.len(),
-                problems.first().map_or("", String::as_str)
+                problems.first().map_or("", |p| p.text.as_str())
             );
             tracing::error!(source = %source.name, commit = ?commit, "sync: {msg}");
             applier.report_error(&source.name, commit.as_deref(), &msg).await;
-            status.send_modify(|s| s.last_error = Some(msg));
+            set_error(status, msg, &problems, commit);
             return Outcome::Broken;
         }
     };
     if last_good.as_deref() == Some(print.as_str()) {
-        status.send_modify(|s| s.last_error = None);
+        // Nothing to apply; a new commit with the same manifests is in force as it stands.
+        status.send_modify(|s| {
+            s.state = SyncState::Ok;
+            s.last_error = None;
+            s.commit = commit;
+        });
         return Outcome::Applied;
     }
     if objects.is_empty() {
@@ -251,7 +321,7 @@ pub async fn sync_once<A: Apply>(
         );
         tracing::error!(source = %source.name, "sync: {msg}");
         applier.report_error(&source.name, commit.as_deref(), &msg).await;
-        status.send_modify(|s| s.last_error = Some(msg));
+        set_error(status, msg, &[], commit);
         return Outcome::Broken;
     }
     let n = objects.len();
@@ -262,16 +332,19 @@ pub async fn sync_once<A: Apply>(
         commit: commit.clone(),
     };
     match applier.apply(set).await {
-        Ok(lines) => {
-            for l in &lines {
-                tracing::info!(source = %source.name, "sync: {l}");
+        Ok(changes) => {
+            for c in &changes {
+                tracing::info!(source = %source.name, "sync: {c}");
             }
             tracing::info!(source = %source.name, commit = ?commit, resources = n, "sync: applied");
             *last_good = Some(print);
+            let counts = count_changes(&changes);
             status.send_modify(|s| {
-                s.last_applied = Some(Utc::now());
+                s.state = SyncState::Ok;
+                s.last_applied_at = Some(Utc::now());
                 s.commit = commit;
                 s.resources = n;
+                s.counts = counts;
                 s.last_error = None;
             });
             Outcome::Applied
@@ -282,19 +355,29 @@ pub async fn sync_once<A: Apply>(
             if !transient {
                 applier.report_error(&source.name, commit.as_deref(), &e.to_string()).await;
             }
-            status.send_modify(|s| s.last_error = Some(e.to_string()));
+            let msg = format!("nothing applied: {e}");
+            set_error(status, msg, &[], commit);
             if transient { Outcome::Retry } else { Outcome::Broken }
         }
     }
 }
 
+/// Whether a file event can change what the directory says: a change to a visible entry, or
+/// to the Git `HEAD` or refs (a commit or checkout changes the commit the status reports).
 fn relevant(event: &notify::Event, root: &Path) -> bool {
     if matches!(event.kind, notify::EventKind::Access(_)) {
         return false;
     }
     event.paths.iter().any(|p| {
         let rel = p.strip_prefix(root).unwrap_or(p);
-        !rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        match parts.next() {
+            Some(first) if first == ".git" => {
+                matches!(parts.next().as_deref(), Some("HEAD" | "refs" | "packed-refs"))
+            }
+            Some(first) => !first.starts_with('.') && !parts.any(|c: String| c.starts_with('.')),
+            None => false,
+        }
     })
 }
 
@@ -332,6 +415,10 @@ pub async fn run_sync<A: Apply>(
         return Err(SyncError::NotADirectory(source.dir.clone()));
     }
     let root = std::path::absolute(&source.dir).unwrap_or_else(|_| source.dir.clone());
+    status.send_modify(|s| {
+        s.directory = source.dir.display().to_string();
+        s.source = source.name.clone();
+    });
     let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
     let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
@@ -414,11 +501,15 @@ mod tests {
     }
 
     impl Apply for Recorder {
-        async fn apply(&self, set: SyncSet) -> Result<Vec<String>, ApplyError> {
+        async fn apply(&self, set: SyncSet) -> Result<Vec<Change>, ApplyError> {
             let lines = set
                 .objects
                 .iter()
-                .map(|o| format!("{}/{} created", o.kind, o.metadata.name))
+                .map(|o| Change {
+                    kind: o.kind.as_str().to_owned(),
+                    name: o.metadata.name.clone(),
+                    outcome: "created".into(),
+                })
                 .collect();
             self.sets.lock().unwrap().push(set);
             Ok(lines)
@@ -448,6 +539,8 @@ mod tests {
         assert_eq!(sets[0].prune_selector, "berth.dev/sync-source=repo");
         assert_eq!(sets[0].objects[0].metadata.labels[SYNC_SOURCE_LABEL], "repo");
         assert_eq!(tx.borrow().resources, 1);
+        assert_eq!(tx.borrow().state, SyncState::Ok);
+        assert_eq!(tx.borrow().counts["Image"].created, 1);
     }
 
     #[tokio::test]
@@ -461,7 +554,12 @@ mod tests {
         assert!(matches!(sync_once(&source, &r, &tx, &mut None).await, Outcome::Broken));
         assert!(r.sets.lock().unwrap().is_empty());
         assert_eq!(r.errors.lock().unwrap().len(), 1);
-        assert!(tx.borrow().last_error.as_deref().unwrap_or("").contains("b.yaml:"));
+        let st = tx.borrow().clone();
+        assert_eq!(st.state, SyncState::Error);
+        let e = st.last_error.expect("the error is in the status");
+        assert!(e.message.contains("b.yaml:"), "{e:?}");
+        assert!(e.file.as_deref().is_some_and(|f| f.ends_with("b.yaml")), "{e:?}");
+        assert_eq!(e.line, Some(1));
     }
 
     #[tokio::test]
@@ -472,6 +570,43 @@ mod tests {
         let (tx, _rx) = watch::channel(SyncStatus::default());
         assert!(matches!(sync_once(&source, &r, &tx, &mut None).await, Outcome::Broken));
         assert!(r.sets.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn git_ref_changes_are_relevant_but_other_hidden_files_are_not() {
+        let root = Path::new("/repo");
+        let ev = |p: &str| {
+            notify::Event::new(notify::EventKind::Modify(notify::event::ModifyKind::Any))
+                .add_path(root.join(p))
+        };
+        assert!(relevant(&ev("a.yaml"), root));
+        assert!(relevant(&ev("sub/b.yaml"), root));
+        assert!(relevant(&ev(".git/HEAD"), root));
+        assert!(relevant(&ev(".git/refs/heads/main"), root));
+        assert!(!relevant(&ev(".git/index"), root));
+        assert!(!relevant(&ev(".git/objects/ab/cdef"), root));
+        assert!(!relevant(&ev(".hidden.yaml"), root));
+        assert!(!relevant(&ev("sub/.swp"), root));
+    }
+
+    #[test]
+    fn changes_are_counted_per_kind() {
+        let c = |kind: &str, outcome: &str| Change {
+            kind: kind.into(),
+            name: "x".into(),
+            outcome: outcome.into(),
+        };
+        let counts = count_changes(&[
+            c("Container", "created"),
+            c("Container", "unchanged"),
+            c("Container", "pruned"),
+            c("Image", "configured"),
+        ]);
+        assert_eq!(
+            counts["Container"],
+            SyncCounts { applied: 2, created: 1, configured: 0, unchanged: 1, pruned: 1 }
+        );
+        assert_eq!(counts["Image"].configured, 1);
     }
 
     #[test]

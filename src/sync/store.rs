@@ -12,7 +12,7 @@ use berth_schemas::selector::Selector;
 
 use crate::manifests::display_name;
 
-use super::{Apply, ApplyError, SyncSet};
+use super::{Apply, ApplyError, Change, SyncSet};
 
 /// Applies through the server's own store: every write is audited with actor `sync`, a sync
 /// that cannot be applied is audited as `sync.error`, and each applied set as `sync.apply`
@@ -41,7 +41,7 @@ fn store_error(key: &ResourceKey, e: StoreError) -> ApplyError {
 }
 
 impl Apply for StoreApplier {
-    async fn apply(&self, set: SyncSet) -> Result<Vec<String>, ApplyError> {
+    async fn apply(&self, set: SyncSet) -> Result<Vec<Change>, ApplyError> {
         let store = self.state.resources();
         // Refuse the whole set before writing anything if a resource is being deleted.
         for o in &set.objects {
@@ -60,11 +60,11 @@ impl Apply for StoreApplier {
             let key = o.key();
             wanted.insert(key.clone());
             let w = store.apply(&ctx(), o.clone()).await.map_err(|e| store_error(&key, e))?;
-            lines.push(format!(
-                "{} {}",
-                display_name(key.kind.as_str(), &key.namespace, &key.name),
-                w.outcome.as_str()
-            ));
+            lines.push(Change {
+                kind: key.kind.as_str().to_owned(),
+                name: display_name(key.kind.as_str(), &key.namespace, &key.name),
+                outcome: w.outcome.as_str().to_owned(),
+            });
         }
         let selector = Selector::parse(&set.prune_selector)
             .map_err(|e| ApplyError::Refused(format!("bad prune selector: {e}")))?;
@@ -78,10 +78,11 @@ impl Apply for StoreApplier {
                 continue;
             }
             match store.delete(&ctx(), &key).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => lines.push(format!(
-                    "{} pruned",
-                    display_name(key.kind.as_str(), &key.namespace, &key.name)
-                )),
+                Ok(_) | Err(StoreError::NotFound { .. }) => lines.push(Change {
+                    kind: key.kind.as_str().to_owned(),
+                    name: display_name(key.kind.as_str(), &key.namespace, &key.name),
+                    outcome: "pruned".to_owned(),
+                }),
                 Err(e) => return Err(store_error(&key, e)),
             }
         }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod health;
 pub mod openapi;
 pub mod resources;
+pub mod sync;
 pub mod system;
 pub mod tokens;
 pub mod users;

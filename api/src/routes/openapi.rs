@@ -20,7 +20,7 @@ fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let time = json!({ "type": "string", "format": "date-time" });
     let role = json!({ "type": "string", "enum": ["viewer", "operator", "admin"] });
-    json!({
+    let mut all = json!({
         "Error": {
             "type": "object", "required": ["code", "message", "details"],
             "properties": { "code": string, "message": string, "details": {} }
@@ -179,6 +179,46 @@ fn schemas() -> Value {
             "type": "object", "required": ["items"],
             "properties": { "items": array_of(json!({ "type": "object" })) }
         }
+    });
+    all["SyncStatus"] = sync_status_schema();
+    all
+}
+
+/// The schema of `GET /api/v1/sync` (apart: the main `json!` would exceed the macro recursion
+/// limit).
+fn sync_status_schema() -> Value {
+    let string = json!({ "type": "string" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    json!({
+        "type": "object", "required": ["enabled"],
+        "description": "{\"enabled\": false} alone when the server syncs no directory.",
+        "properties": {
+            "enabled": { "type": "boolean" }, "directory": string, "source": string,
+            "state": { "type": "string", "enum": ["pending", "ok", "error"] },
+            "lastAppliedAt": { "type": ["string", "null"], "format": "date-time" },
+            "lastAttemptAt": { "type": ["string", "null"], "format": "date-time" },
+            "commit": { "type": ["string", "null"] },
+            "resources": { "type": "integer" },
+            "counts": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "applied": { "type": "integer" }, "created": { "type": "integer" },
+                        "configured": { "type": "integer" },
+                        "unchanged": { "type": "integer" }, "pruned": { "type": "integer" }
+                    }
+                }
+            },
+            "lastError": {
+                "type": ["object", "null"],
+                "properties": {
+                    "message": string, "file": string, "line": { "type": "integer" },
+                    "column": { "type": "integer" }, "problems": array_of(string.clone()),
+                    "at": time, "commit": string
+                }
+            }
+        }
     })
 }
 
@@ -331,6 +371,9 @@ fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, 
         ("GET", "/api/v1/system/df") => ("Docker disk usage", None, 200, Some(r("DiskUsage"))),
         ("POST", "/api/v1/system/prune") => {
             ("Remove berth's own leftovers", None, 200, Some(r("PruneResponse")))
+        }
+        ("GET", "/api/v1/sync") => {
+            ("The directory sync's status", None, 200, Some(r("SyncStatus")))
         }
         ("GET", "/api/v1/{plural}") => {
             ("List or watch resources", None, 200, Some(r("ObjectList")))

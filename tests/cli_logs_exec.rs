@@ -40,6 +40,10 @@ fn logs_prints_the_history_and_follow_keeps_printing_new_lines() {
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("20"), "a timestamp first: {tail}");
 
+    // `--tail 0` is no past line at all (docker/kubectl semantics).
+    let none = s.ok(&["logs", "talker", "-n", &ns, "--tail", "0"]);
+    assert_eq!(none, "", "--tail 0 prints no past line");
+
     let last: u64 =
         out.0.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).max().unwrap_or(0);
 
@@ -75,6 +79,32 @@ fn logs_prints_the_history_and_follow_keeps_printing_new_lines() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(newer, "follow delivers lines written after it started: {got:?}");
+
+    // `-f --tail 0`: only lines written after it started; the first is newer than the newest
+    // line printed before it started.
+    let before: u64 = s
+        .ok(&["logs", "talker", "-n", &ns, "--tail", "1"])
+        .trim()
+        .strip_prefix("tick ")
+        .and_then(|n| n.parse().ok())
+        .expect("the last line is a tick");
+    let mut child = s
+        .berth()
+        .args(["logs", "talker", "-n", &ns, "-f", "--tail", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok);
+    let _ = child.kill();
+    let _ = child.wait();
+    let first = first.expect("follow with --tail 0 prints new lines");
+    let n: u64 = first
+        .strip_prefix("tick ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a tick line, not {first:?}"));
+    assert!(n > before, "tick {n} was written before `logs -f --tail 0` started (tick {before})");
 }
 
 #[test]

@@ -274,9 +274,19 @@ impl SubscriptionRoot {
             None
         };
         let opts = LogOptions { follow: false, tail, since, timestamps: true, stdout, stderr };
-        let last_seen: Arc<Mutex<Option<DateTime<Utc>>>> = Arc::default();
+        // `tail: 0` is no past line at all (as `docker logs --tail 0`): no history is read, and
+        // a follower sees only lines written after it subscribed (the live stream starts a
+        // second early so that nothing falls between).
+        let no_history = tail == Some(0);
+        let last_seen: Arc<Mutex<Option<DateTime<Utc>>>> =
+            Arc::new(Mutex::new(no_history.then(Utc::now)));
         let seen = Arc::clone(&last_seen);
-        let history = log_lines(driver.logs(&id, &opts)).map(move |l| {
+        let history_lines = if no_history {
+            futures::stream::empty().boxed()
+        } else {
+            log_lines(driver.logs(&id, &opts)).boxed()
+        };
+        let history = history_lines.map(move |l| {
             if let Ok(l) = &l
                 && l.timestamp.is_some()
             {

@@ -55,6 +55,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/{plural}", get(resources::list)),
         (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
         (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),
+        (Method::PUT, "/api/v1/{plural}/{namespace}/{name}", put(resources::replace)),
         (Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", get(resources::status)),
     ]
 }

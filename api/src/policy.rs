@@ -187,6 +187,7 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/api/v1/{plural}", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ReadResources)),
     entry(Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::DeleteResources)),
+    entry(Method::PUT, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ApplyResources)),
     entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/audit", Auth(Action::ReadAudit)),
     entry(Method::GET, "/api/v1/audit/verify", Auth(Action::ReadAudit)),

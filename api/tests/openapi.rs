@@ -193,6 +193,21 @@ async fn real_responses_match_the_document() {
         &srv.apply_yaml(&admin, "?dryRun=true", "kind: Nope\n").await,
     );
     conforms(&doc, &g, "/api/v1/{plural}", &srv.get("/api/v1/containers", Some(&admin)).await);
+    for image in ["nginx:3", "nginx:3"] {
+        let body = container_yaml("web", image).into_bytes();
+        conforms(
+            &doc,
+            &Method::PUT,
+            "/api/v1/{plural}/{namespace}/{name}",
+            &srv.request(
+                Method::PUT,
+                "/api/v1/containers/default/web",
+                Some(&admin),
+                Some(("application/yaml", body)),
+            )
+            .await,
+        );
+    }
     conforms(
         &doc,
         &g,

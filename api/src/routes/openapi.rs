@@ -222,10 +222,18 @@ fn sync_status_schema() -> Value {
     })
 }
 
-/// The `/api/v1/system` schemas (a separate `json!` keeps the macro under its recursion limit).
-fn system_schemas() -> Value {
+/// The `/api/v1/system` and replace schemas (a separate `json!` keeps the macro under its
+/// recursion limit).
+fn more_schemas() -> Value {
     let string = json!({ "type": "string" });
     json!({
+        "ReplaceResponse": {
+            "type": "object", "required": ["outcome", "object", "diff"],
+            "properties": {
+                "outcome": { "type": "string", "enum": ["configured", "unchanged"] },
+                "object": r("Object"), "diff": array_of(r("Change"))
+            }
+        },
         "SystemInfo": {
             "type": "object", "required": ["engine", "berth"],
             "properties": {
@@ -307,7 +315,7 @@ fn system_schemas() -> Value {
 
 fn all_schemas() -> Value {
     let mut all = schemas();
-    if let (Value::Object(m), Value::Object(more)) = (&mut all, system_schemas()) {
+    if let (Value::Object(m), Value::Object(more)) = (&mut all, more_schemas()) {
         m.extend(more);
     }
     all
@@ -383,6 +391,9 @@ fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, 
         }
         ("DELETE", "/api/v1/{plural}/{namespace}/{name}") => {
             ("Delete a resource", None, 200, Some(r("DeleteResult")))
+        }
+        ("PUT", "/api/v1/{plural}/{namespace}/{name}") => {
+            ("Replace a resource (YAML or JSON)", None, 200, Some(r("ReplaceResponse")))
         }
         ("GET", "/api/v1/{plural}/{namespace}/{name}/status") => {
             ("A resource's status", None, 200, Some(r("ObjectStatus")))
@@ -484,7 +495,9 @@ fn path_item(p: &RoutePolicy) -> Value {
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
     }
-    if p.path == "/api/v1/apply" {
+    if p.path == "/api/v1/apply"
+        || (p.method == Method::PUT && p.path == "/api/v1/{plural}/{namespace}/{name}")
+    {
         let any = json!({ "schema": { "type": "string" } });
         op.insert(
             "requestBody".into(),

@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_controller::store::{EventType, ListQuery, WatchError, WatchQuery, WriteOutcome};
 use berth_schemas::selector::Selector;
-use berth_schemas::{DynamicObject, Kind, ParseLimits, Resource, ResourceKey, parse_and_validate};
+use berth_schemas::{
+    DynamicObject, Kind, ParseLimits, ParsedDocument, Resource, ResourceKey, parse_and_validate,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -206,6 +208,68 @@ fn dry_outcome(
     }
 }
 
+/// Parses and validates every document of a manifest body.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] (422) listing every error with its document, path, line and column.
+fn parse_documents(state: &AppState, body: &[u8]) -> Result<Vec<ParsedDocument>, ApiError> {
+    let limits = ParseLimits { max_bytes: state.config().body_limit, ..ParseLimits::default() };
+    parse_and_validate(body, &limits).map_err(|errors| {
+        let n = errors.len();
+        let details: Vec<Value> = errors
+            .iter()
+            .map(|e| {
+                json!({
+                    "doc": e.doc, "path": e.path.to_string(), "line": e.line,
+                    "column": e.column, "message": e.message,
+                })
+            })
+            .collect();
+        let first = errors.first().map(|e| format!("document {}: {e}", e.doc)).unwrap_or_default();
+        ApiError::Invalid {
+            message: if n == 1 { first } else { format!("{n} errors; first: {first}") },
+            details: json!({ "errors": details }),
+        }
+    })
+}
+
+/// Refuses admin-only spec fields from a caller below admin (every write path calls this
+/// before writing anything).
+///
+/// # Errors
+///
+/// [`ApiError::Forbidden`] (403) naming every such field with its document, line and column.
+fn refuse_admin_fields(principal: &Principal, docs: &[ParsedDocument]) -> Result<(), ApiError> {
+    if principal.role >= Role::Admin {
+        return Ok(());
+    }
+    let mut fields = Vec::new();
+    for d in docs {
+        if let Resource::Container(c) = &d.resource {
+            for path in c.spec.admin_only_fields() {
+                let (line, column) = d.locate(&path);
+                fields.push(json!({
+                    "doc": d.doc, "name": c.metadata.name, "path": path.to_string(),
+                    "line": line, "column": column,
+                }));
+            }
+        }
+    }
+    match fields.first() {
+        None => Ok(()),
+        Some(first) => Err(ApiError::Forbidden {
+            message: format!(
+                "field {} may only be set by an admin (document {}, line {})",
+                first["path"].as_str().unwrap_or("?"),
+                first["doc"],
+                first["line"]
+            ),
+            details: json!({ "action": Action::UseAdminFields.as_str(), "fields": fields }),
+        }),
+    }
+}
+
 /// `POST /api/v1/apply`: validates every document, refuses admin-only fields from non-admins,
 /// then creates or updates each resource in order.
 #[tracing::instrument(skip_all, fields(user = %principal.username, dry_run = q.dry_run))]
@@ -228,49 +292,8 @@ pub async fn apply(
             Some(sel)
         }
     };
-    let limits = ParseLimits { max_bytes: state.config().body_limit, ..ParseLimits::default() };
-    let docs = parse_and_validate(&body, &limits).map_err(|errors| {
-        let n = errors.len();
-        let details: Vec<Value> = errors
-            .iter()
-            .map(|e| {
-                json!({
-                    "doc": e.doc, "path": e.path.to_string(), "line": e.line,
-                    "column": e.column, "message": e.message,
-                })
-            })
-            .collect();
-        let first = errors.first().map(|e| format!("document {}: {e}", e.doc)).unwrap_or_default();
-        ApiError::Invalid {
-            message: if n == 1 { first } else { format!("{n} errors; first: {first}") },
-            details: json!({ "errors": details }),
-        }
-    })?;
-    if principal.role < Role::Admin {
-        let mut fields = Vec::new();
-        for d in &docs {
-            if let Resource::Container(c) = &d.resource {
-                for path in c.spec.admin_only_fields() {
-                    let (line, column) = d.locate(&path);
-                    fields.push(json!({
-                        "doc": d.doc, "name": c.metadata.name, "path": path.to_string(),
-                        "line": line, "column": column,
-                    }));
-                }
-            }
-        }
-        if let Some(first) = fields.first() {
-            return Err(ApiError::Forbidden {
-                message: format!(
-                    "field {} may only be set by an admin (document {}, line {})",
-                    first["path"].as_str().unwrap_or("?"),
-                    first["doc"],
-                    first["line"]
-                ),
-                details: json!({ "action": Action::UseAdminFields.as_str(), "fields": fields }),
-            });
-        }
-    }
+    let docs = parse_documents(&state, &body)?;
+    refuse_admin_fields(&principal, &docs)?;
 
     let ctx = principal.ctx();
     let store = state.resources();
@@ -496,6 +519,53 @@ pub async fn get_one(
     ApiPath((plural, namespace, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<DynamicObject>, ApiError> {
     Ok(Json(fetch(&state, &plural, &namespace, &name).await?))
+}
+
+/// `PUT /api/v1/{plural}/{namespace}/{name}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplaceResponse {
+    /// `configured` or `unchanged`.
+    pub outcome: String,
+    /// The resource after the write.
+    pub object: DynamicObject,
+    /// What changed.
+    pub diff: Vec<Change>,
+}
+
+/// `PUT /api/v1/{plural}/{namespace}/{name}`: replaces an existing resource with the one
+/// document in the body (YAML or JSON), which must name the same kind, namespace and name.
+/// With `metadata.resourceVersion` the write is conditional (409 when stale); admin-only fields
+/// from a non-admin are refused (403) before anything is written.
+#[tracing::instrument(skip_all, fields(user = %principal.username))]
+pub async fn replace(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((plural, namespace, name)): ApiPath<(String, String, String)>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ReplaceResponse>, ApiError> {
+    let key = ResourceKey::new(kind_of(&plural)?, namespace, name);
+    check_content_type(&headers)?;
+    let docs = parse_documents(&state, &body)?;
+    let [doc] = docs.as_slice() else {
+        return Err(ApiError::Invalid {
+            message: format!("the body must hold exactly one resource, not {}", docs.len()),
+            details: json!({ "documents": docs.len() }),
+        });
+    };
+    let obj = doc.to_dynamic();
+    if obj.key() != key {
+        return Err(ApiError::BadRequest {
+            message: format!("the body names {}, the path {key}", obj.key()),
+            details: json!({ "path": key.to_string(), "body": obj.key().to_string() }),
+        });
+    }
+    refuse_admin_fields(&principal, &docs)?;
+    let w = state.resources().update(&principal.ctx(), obj.clone()).await?;
+    let diff =
+        if w.outcome == WriteOutcome::Unchanged { Vec::new() } else { diff(w.old.as_ref(), &obj) };
+    Ok(Json(ReplaceResponse { outcome: w.outcome.as_str().to_owned(), object: w.object, diff }))
 }
 
 /// `GET /api/v1/{plural}/{namespace}/{name}/status`.

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run the berth server: the store, the controller and the API.
     Serve(cmd::serve::Args),
-    /// Write a consistent snapshot of a stopped server's data directory to a file.
+    /// Write a consistent backup of a running server (or of a stopped one's data directory).
     Backup(cmd::backup::Args),
     /// Restore a backup into an empty data directory.
     Restore(cmd::restore::Args),

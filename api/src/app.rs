@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// Every REST route: method, path as registered, handler. The policy table must name each one
 /// (checked by a test and, at run time, by deny-by-default in [`authorize_request`]).
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    use routes::{audit, auth as a, health, resources, system, tokens, users};
+    use routes::{audit, auth as a, backup, health, resources, system, tokens, users};
     vec![
         (Method::GET, "/healthz", get(health::healthz)),
         (Method::GET, "/readyz", get(health::readyz)),
@@ -52,6 +52,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/system/df", get(system::df)),
         (Method::POST, "/api/v1/system/prune", post(system::prune)),
         (Method::GET, "/api/v1/sync", get(routes::sync::status)),
+        (Method::GET, "/api/v1/system/backup", get(backup::download)),
         (Method::GET, "/api/v1/{plural}", get(resources::list)),
         (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
         (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),

@@ -47,11 +47,13 @@ pub enum Action {
     ReadAudit,
     /// Remove unused Docker objects.
     SystemPrune,
+    /// Download a backup of the whole store (it holds password and token hashes).
+    Backup,
 }
 
 impl Action {
     /// Every action (for exhaustive tests).
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::ReadSelf,
         Action::ManageOwnTokens,
         Action::ReadResources,
@@ -67,6 +69,7 @@ impl Action {
         Action::ManageOthersTokens,
         Action::ReadAudit,
         Action::SystemPrune,
+        Action::Backup,
     ];
 
     /// The lowest role allowed to perform this action.
@@ -86,7 +89,8 @@ impl Action {
             | Action::ManageUsers
             | Action::ManageOthersTokens
             | Action::ReadAudit
-            | Action::SystemPrune => Role::Admin,
+            | Action::SystemPrune
+            | Action::Backup => Role::Admin,
         }
     }
 
@@ -108,6 +112,7 @@ impl Action {
             Action::ManageOthersTokens => "manage_others_tokens",
             Action::ReadAudit => "read_audit",
             Action::SystemPrune => "system_prune",
+            Action::Backup => "backup",
         }
     }
 }
@@ -184,6 +189,7 @@ pub static ROUTE_POLICY: &[RoutePolicy] = &[
     entry(Method::GET, "/api/v1/system/df", Auth(Action::ReadSystem)),
     entry(Method::POST, "/api/v1/system/prune", Auth(Action::SystemPrune)),
     entry(Method::GET, "/api/v1/sync", Auth(Action::ReadResources)),
+    entry(Method::GET, "/api/v1/system/backup", Auth(Action::Backup)),
     entry(Method::GET, "/api/v1/{plural}", Auth(Action::ReadResources)),
     entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ReadResources)),
     entry(Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::DeleteResources)),
@@ -232,9 +238,13 @@ mod tests {
         ] {
             assert!(authorize(Role::Operator, a).is_ok(), "{a:?}");
         }
-        for a in
-            [Action::ManageUsers, Action::ReadAudit, Action::SystemPrune, Action::UseAdminFields]
-        {
+        for a in [
+            Action::ManageUsers,
+            Action::ReadAudit,
+            Action::SystemPrune,
+            Action::UseAdminFields,
+            Action::Backup,
+        ] {
             assert!(authorize(Role::Operator, a).is_err(), "{a:?}");
         }
     }

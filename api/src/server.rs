@@ -103,6 +103,7 @@ where
     S: berth_controller::store::ResourceStore
         + berth_controller::store::AuditLog
         + berth_controller::store::AccountStore
+        + berth_controller::store::StoreBackup
         + Clone
         + 'static,
 {

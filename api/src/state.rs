@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use berth_controller::docker::Driver;
-use berth_controller::store::{AccountStore, AuditLog, ResourceStore};
+use berth_controller::store::{AccountStore, AuditLog, ResourceStore, StoreBackup};
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,7 @@ struct Inner {
     resources: Arc<dyn ResourceStore>,
     audit: Arc<dyn AuditLog>,
     accounts: Arc<dyn AccountStore>,
+    backup: Arc<dyn StoreBackup>,
     metrics: Metrics,
     ready: watch::Receiver<bool>,
     login_per_user: RateLimiter<String>,
@@ -48,7 +49,7 @@ struct Inner {
 }
 
 impl AppState {
-    /// Builds the state over one store that serves resources, audit and accounts (a
+    /// Builds the state over one store that serves resources, audit, accounts and backups (a
     /// `SledStore`).
     ///
     /// `ready` is the controller's readiness (store open, Docker Engine reachable): `/readyz`
@@ -61,7 +62,7 @@ impl AppState {
         ready: watch::Receiver<bool>,
     ) -> Self
     where
-        S: ResourceStore + AuditLog + AccountStore + Clone + 'static,
+        S: ResourceStore + AuditLog + AccountStore + StoreBackup + Clone + 'static,
     {
         Self {
             inner: Arc::new(Inner {
@@ -72,7 +73,8 @@ impl AppState {
                 keys,
                 resources: Arc::new(store.clone()),
                 audit: Arc::new(store.clone()),
-                accounts: Arc::new(store),
+                accounts: Arc::new(store.clone()),
+                backup: Arc::new(store),
                 metrics,
                 ready,
                 revoked_sessions: Mutex::new(HashSet::new()),
@@ -165,6 +167,12 @@ impl AppState {
     /// Users and tokens.
     pub fn accounts(&self) -> &dyn AccountStore {
         self.inner.accounts.as_ref()
+    }
+
+    /// Online backups of the whole store (a shared handle: the snapshot runs on a blocking
+    /// thread that outlives the handler).
+    pub fn backup(&self) -> Arc<dyn StoreBackup> {
+        Arc::clone(&self.inner.backup)
     }
 
     /// The metrics registry (share it with the controller so its series show at `/metrics`).

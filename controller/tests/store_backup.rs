@@ -161,3 +161,67 @@ async fn a_damaged_backup_is_refused_and_leaves_nothing_behind() -> anyhow::Resu
     assert!(matches!(backup::check(&garbage), Err(StoreError::Backup { .. })));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_streamed_backup_is_the_same_file_and_restores() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir.path().join("live"));
+    for i in 0..20 {
+        store.create(&alice(), container(&format!("c{i}"), "nginx")).await?;
+    }
+    let mut streamed = Vec::new();
+    let summary = store.backup_to(&mut streamed)?;
+    assert_eq!(summary.bytes, streamed.len() as u64);
+    let file = dir.path().join("streamed");
+    std::fs::write(&file, &streamed)?;
+    assert_eq!(backup::check(&file)?.header, summary.header);
+    let restored_dir = dir.path().join("restored");
+    backup::restore(&file, &StoreConfig::new(&restored_dir))?;
+    let restored = open(&restored_dir);
+    assert_eq!(
+        restored.list(&ListQuery::default()).await?,
+        store.list(&ListQuery::default()).await?
+    );
+    assert!(restored.verify().await?.is_ok());
+    Ok(())
+}
+
+/// A sink that takes `room` bytes, then fails as a closed socket does.
+struct FailingSink {
+    taken: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for FailingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.taken.len() >= self.room {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone"));
+        }
+        let n = buf.len().min(self.room - self.taken.len());
+        self.taken.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_backup_cut_off_by_its_sink_fails_and_its_prefix_is_refused()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir.path().join("live"));
+    for i in 0..20 {
+        store.create(&alice(), container(&format!("c{i}"), "nginx")).await?;
+    }
+    let mut sink = FailingSink { taken: Vec::new(), room: 1000 };
+    let err = store.backup_to(&mut sink);
+    assert!(matches!(err, Err(StoreError::Backup { .. })), "{err:?}");
+    let prefix = dir.path().join("prefix");
+    std::fs::write(&prefix, &sink.taken)?;
+    assert!(matches!(backup::check(&prefix), Err(StoreError::Backup { .. })));
+    // The store is unharmed and keeps serving.
+    store.create(&alice(), container("after", "nginx")).await?;
+    Ok(())
+}

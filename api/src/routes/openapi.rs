@@ -383,6 +383,9 @@ fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, 
         ("GET", "/api/v1/sync") => {
             ("The directory sync's status", None, 200, Some(r("SyncStatus")))
         }
+        ("GET", "/api/v1/system/backup") => {
+            ("A consistent backup of the whole store (berth-backup format)", None, 200, None)
+        }
         ("GET", "/api/v1/{plural}") => {
             ("List or watch resources", None, 200, Some(r("ObjectList")))
         }
@@ -466,6 +469,11 @@ fn path_item(p: &RoutePolicy) -> Value {
         (_, "/metrics") => {
             json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } })
         }
+        (_, "/api/v1/system/backup") => json!({
+            "description": "The backup file: magic BERTHBK1, JSON header, records, SHA-256 of \
+                            everything before it as the last 32 bytes",
+            "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } }
+        }),
         (Some(s), _) => {
             json!({ "description": "OK", "content": { "application/json": { "schema": s } } })
         }

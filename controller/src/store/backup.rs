@@ -103,14 +103,54 @@ impl SledStore {
     /// Writes a consistent snapshot of the whole store to `path` while the store keeps
     /// serving. The file appears complete or not at all (written beside it, then renamed).
     ///
-    /// Writers wait only while the small trees (resources, accounts, metadata) are copied to
-    /// memory; the audit log, which is append-only, is streamed afterwards up to the head
-    /// recorded at that moment.
-    ///
     /// # Errors
     ///
     /// [`StoreError::Backup`] when the file cannot be written; storage errors.
     pub fn backup(&self, path: &Path) -> StoreResult<BackupSummary> {
+        let tmp = temp_path(path);
+        let io = |detail: &str, e: std::io::Error| backup_err(path, detail, Some(e));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            // A backup holds password and token hashes: readable by its owner only.
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options.open(&tmp).map_err(|e| io("cannot create the backup file", e))?;
+        let mut w = BufWriter::new(file);
+        let result = (|| -> StoreResult<BackupSummary> {
+            let summary = self.write_backup(&mut w, path)?;
+            let file =
+                w.into_inner().map_err(|e| io("cannot write the backup file", e.into_error()))?;
+            file.sync_all().map_err(|e| io("cannot sync the backup file", e))?;
+            std::fs::rename(&tmp, path).map_err(|e| io("cannot move the backup into place", e))?;
+            Ok(summary)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Writes a consistent snapshot of the whole store to `sink` (a socket, a pipe) while the
+    /// store keeps serving, in the same format as [`SledStore::backup`]. Memory stays bounded
+    /// by the small trees (resources, accounts, metadata); the audit log is streamed.
+    ///
+    /// When `sink` fails part-way, what was written is a prefix without the trailing
+    /// checksum: a reader refuses it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backup`] (naming `<stream>`) when `sink` fails; storage errors.
+    pub fn backup_to(&self, sink: &mut dyn Write) -> StoreResult<BackupSummary> {
+        self.write_backup(sink, Path::new("<stream>"))
+    }
+
+    /// The snapshot itself. Writers wait only while the small trees (resources, accounts,
+    /// metadata) are copied to memory; the audit log, which is append-only, is streamed
+    /// afterwards up to the head recorded at that moment.
+    fn write_backup(&self, sink: &mut dyn Write, path: &Path) -> StoreResult<BackupSummary> {
         let core = self.core();
         let storage = |e: sled::Error| StoreError::Storage {
             data_dir: core.data_dir.clone(),
@@ -147,45 +187,30 @@ impl SledStore {
             audit_events: audit_end,
             trees: TREE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
         };
-        let tmp = temp_path(path);
-        let io = |detail: &str, e: std::io::Error| backup_err(path, detail, Some(e));
-        let file = File::create(&tmp).map_err(|e| io("cannot create the backup file", e))?;
-        let mut w = HashingWriter { inner: BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
+        let write_err = |e| backup_err(path, "cannot write the backup", Some(e));
+        let mut w = HashingWriter { inner: sink, hasher: Sha256::new(), bytes: 0 };
         let mut records = 0u64;
-        let result = (|| -> StoreResult<()> {
-            let header_json = serde_json::to_vec(&header)
-                .map_err(|e| backup_err(path, format!("cannot encode header: {e}"), None))?;
-            let write_err = |e| io("cannot write the backup file", e);
-            w.write_all(MAGIC).map_err(write_err)?;
-            w.write_all(&(header_json.len() as u32).to_be_bytes()).map_err(write_err)?;
-            w.write_all(&header_json).map_err(write_err)?;
-            for (tree, k, v) in &snapshot {
-                write_record(&mut w, *tree, k, v).map_err(write_err)?;
-                records += 1;
-            }
-            let audit = &core.trees[audit_index];
-            for item in audit.range(0u64.to_be_bytes()..audit_end.to_be_bytes()) {
-                let (k, v) = item.map_err(storage)?;
-                write_record(&mut w, audit_index as u8, &k, &v).map_err(write_err)?;
-                records += 1;
-            }
-            w.write_all(&[END]).map_err(write_err)?;
-            let digest = w.hasher.clone().finalize();
-            w.inner.write_all(&digest).map_err(write_err)?;
-            w.bytes += digest.len() as u64;
-            let file = w
-                .inner
-                .into_inner()
-                .map_err(|e| io("cannot write the backup file", e.into_error()))?;
-            file.sync_all().map_err(|e| io("cannot sync the backup file", e))?;
-            std::fs::rename(&tmp, path).map_err(|e| io("cannot move the backup into place", e))?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        let header_json = serde_json::to_vec(&header)
+            .map_err(|e| backup_err(path, format!("cannot encode header: {e}"), None))?;
+        w.write_all(MAGIC).map_err(write_err)?;
+        w.write_all(&(header_json.len() as u32).to_be_bytes()).map_err(write_err)?;
+        w.write_all(&header_json).map_err(write_err)?;
+        for (tree, k, v) in &snapshot {
+            write_record(&mut w, *tree, k, v).map_err(write_err)?;
+            records += 1;
         }
-        result?;
-        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        drop(snapshot);
+        let audit = &core.trees[audit_index];
+        for item in audit.range(0u64.to_be_bytes()..audit_end.to_be_bytes()) {
+            let (k, v) = item.map_err(storage)?;
+            write_record(&mut w, audit_index as u8, &k, &v).map_err(write_err)?;
+            records += 1;
+        }
+        w.write_all(&[END]).map_err(write_err)?;
+        let digest = w.hasher.clone().finalize();
+        w.inner.write_all(&digest).map_err(write_err)?;
+        w.inner.flush().map_err(write_err)?;
+        let bytes = w.bytes + digest.len() as u64;
         Ok(BackupSummary { header, records, bytes })
     }
 

@@ -1,9 +1,9 @@
 //! berth's embedded store: resources with revisions and optimistic concurrency, a change feed,
 //! a hash-chained audit log and accounts, in one data directory.
 //!
-//! Callers use three traits and never see the engine: [`ResourceStore`] (the API server and
-//! the reconciler), [`AuditLog`] and [`AccountStore`] (the API server). [`SledStore`]
-//! implements all three on sled; it is a cheap handle to clone and share.
+//! Callers use four traits and never see the engine: [`ResourceStore`] (the API server and
+//! the reconciler), [`AuditLog`], [`AccountStore`] and [`StoreBackup`] (the API server).
+//! [`SledStore`] implements all four on sled; it is a cheap handle to clone and share.
 //!
 //! # Guarantees
 //!
@@ -367,4 +367,21 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
         ctx: &WriteContext,
         id: &str,
     ) -> BoxFuture<'_, StoreResult<ApiToken>>;
+}
+
+/// Online backups: a consistent snapshot of the whole store (resources, audit log, accounts)
+/// taken while it serves, in the `berth-backup` format of [`backup`].
+pub trait StoreBackup: Send + Sync + std::fmt::Debug {
+    /// Writes the snapshot to `sink`. Blocking: call it from a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backup`] when `sink` fails; storage errors.
+    fn backup_to(&self, sink: &mut dyn std::io::Write) -> StoreResult<backup::BackupSummary>;
+}
+
+impl StoreBackup for SledStore {
+    fn backup_to(&self, sink: &mut dyn std::io::Write) -> StoreResult<backup::BackupSummary> {
+        SledStore::backup_to(self, sink)
+    }
 }

@@ -99,8 +99,19 @@ async fn run() -> Result<()> {
     berth_api::auth::bootstrap_admin(&store, Some("bench-password".into())).await?;
     let keys =
         berth_api::auth::jwt::JwtKeys::from_secret(b"bench-secret-bench-secret-bench!", "berth");
+    // Access tokens name a login session (refresh family) the store must hold.
+    let family = berth_controller::store::AccountStore::issue_refresh_token(
+        &store,
+        &berth_controller::store::WriteContext::controller(),
+        "admin",
+        &berth_controller::store::token_hash("bench-refresh-token"),
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        None,
+    )
+    .await?
+    .family_id;
     let (token, _) =
-        keys.issue("admin", berth_api::Role::Admin, "bench", Duration::from_secs(3600))?;
+        keys.issue("admin", berth_api::Role::Admin, &family, Duration::from_secs(3600))?;
     let driver: Arc<dyn Driver> = Arc::new(
         BollardDriver::connect(&DockerConfig::from_env()).await.context("the test Engine")?,
     );

@@ -15,7 +15,8 @@ use berth_controller::docker::{CredentialStore, Driver, ObservedContainer};
 use berth_controller::reconcile::{Controller, ControllerConfig};
 use berth_controller::runtime::Backoff;
 use berth_controller::store::{
-    AuditLog, AuditQuery, ResourceStore, SledStore, StoreConfig, WriteContext,
+    AuditEntry, AuditLog, AuditOutcome, AuditQuery, ResourceStore, SledStore, StoreConfig,
+    WriteContext,
 };
 use berth_schemas::condition::{DEGRADED, find_condition};
 use berth_schemas::{API_VERSION, Condition, DynamicObject, Kind, ObjectMeta, ResourceKey};
@@ -262,5 +263,49 @@ async fn a_restarted_controller_adopts_the_containers_it_made_without_duplicates
     after.sort();
     assert_eq!(after, before, "the same containers, adopted");
     assert_eq!(fake.count(Op::CreateContainer), 0, "no duplicate was created");
+    Ok(())
+}
+
+#[tokio::test]
+async fn on_start_the_controller_settles_the_intents_a_killed_run_left_open() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(StoreConfig::new(dir.path()))?;
+    let fake = Arc::new(FakeDriver::new());
+    fake.add_image(IMAGE);
+    // What a run killed between announcing a create and seeing its result leaves: the intent.
+    let left = store
+        .append(
+            AuditEntry::new(
+                WriteContext::controller(),
+                "docker.container.create",
+                AuditOutcome::Pending,
+            )
+            .target("Container", Some("default".into()), "web")
+            .message("create container berth_default_web"),
+        )
+        .await?;
+    apply(&store, "web", json!({"image": IMAGE})).await?;
+    let run = start(&store, &fake, Duration::from_secs(3600));
+    let settled = eventually("the open intent to be settled", || async {
+        let page = store.query(&AuditQuery { limit: 1000, ..AuditQuery::default() }).await.ok()?;
+        page.events.into_iter().find(|e| e.intent_seq == Some(left.seq))
+    })
+    .await?;
+    eventually("web to run", || async { (running(&fake).len() == 1).then_some(()) }).await?;
+    run.stop().await?;
+    assert_eq!(settled.outcome, AuditOutcome::Unknown);
+    assert_eq!(settled.verb, "docker.container.create");
+    assert!(
+        settled.message.as_deref().is_some_and(|m| m.starts_with("unknown-after-restart")),
+        "{settled:?}"
+    );
+    // Exactly one outcome for it, and every intent of this run has its outcome too.
+    let page = store.query(&AuditQuery { limit: 1000, ..AuditQuery::default() }).await?;
+    let intents: Vec<u64> =
+        page.events.iter().filter(|e| e.outcome == AuditOutcome::Pending).map(|e| e.seq).collect();
+    for seq in intents {
+        let n = page.events.iter().filter(|e| e.intent_seq == Some(seq)).count();
+        assert_eq!(n, 1, "intent {seq} has {n} outcomes");
+    }
     Ok(())
 }

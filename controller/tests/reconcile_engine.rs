@@ -22,12 +22,16 @@ use berth_controller::docker::{
 };
 use berth_controller::labels;
 use berth_controller::reconcile::{Context, Controller, ControllerConfig, container};
-use berth_controller::store::{ResourceStore, SledStore, StoreConfig, WriteContext};
+use berth_controller::store::{
+    AuditEvent, AuditLog, AuditOutcome, AuditQuery, ResourceStore, SledStore, StoreConfig,
+    WriteContext,
+};
 use berth_schemas::condition::{DEGRADED, READY, find_condition};
 use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 use berth_schemas::{
     API_VERSION, Condition, ConditionStatus, DynamicObject, Kind, ObjectMeta, ResourceKey,
 };
+use futures::StreamExt;
 use serde_json::{Value, json};
 use support::{Cleanup, TEST_LABEL, TestEnv, within};
 use tokio::task::JoinHandle;
@@ -550,6 +554,23 @@ async fn controller_process_for_the_kill_test() {
     let _ = tokio::time::timeout(Duration::from_secs(120), controller.run(shutdown)).await;
 }
 
+/// Every audit event of a Docker action in `store`, oldest first.
+async fn docker_audit(store: &SledStore) -> Vec<AuditEvent> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&AuditQuery { cursor, limit: 1000, ..AuditQuery::default() })
+            .await
+            .expect("audit query");
+        out.extend(page.events.into_iter().filter(|e| e.verb.starts_with("docker.")));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
 /// Kills the child process when dropped, so a failing test leaves no controller behind.
 struct KillOnDrop(std::process::Child);
 
@@ -590,6 +611,8 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
     }
 
     let filter = ContainerFilter::managed().with_label(labels::NAMESPACE, &namespace);
+    let since = chrono::Utc::now().timestamp_nanos_opt().expect("a time in range");
+    let mut events = driver.events(Some(since));
     let exe = std::env::current_exe().expect("the test binary's path");
     let child = std::process::Command::new(exe)
         .args(["--ignored", "--exact", "controller_process_for_the_kill_test", "--quiet"])
@@ -600,15 +623,18 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
         .expect("start the controller process");
     let mut child = KillOnDrop(child);
 
-    // Kill it with SIGKILL as soon as it has made its first container: mid-reconcile.
+    // Kill it with SIGKILL as soon as the Engine reports its first container created (the
+    // event stream is faster than polling the list): mid-reconcile.
     let seen = within(CONVERGE_SECS, "the child controller to create a container", async {
-        loop {
-            let found = driver.list_containers(&filter).await.expect("list");
-            if !found.is_empty() {
-                return found.len();
+        while let Some(event) = events.next().await {
+            let event = event.expect("the event stream");
+            if event.action == "create"
+                && event.attributes.get(labels::NAMESPACE) == Some(&namespace)
+            {
+                return event.attributes.get("name").cloned().unwrap_or_default();
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        panic!("the event stream ended");
     })
     .await;
     child.0.kill().expect("kill -9 the controller process");
@@ -619,12 +645,31 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
         .filter(|c| c.state == berth_controller::docker::ContainerState::Running)
         .count();
     eprintln!(
-        "killed with {} of {N} containers made ({running_at_kill} running; {seen} when first seen)",
+        "killed with {} of {N} containers made ({running_at_kill} running; first seen: {seen})",
         at_kill.len()
     );
 
     // Restart in this process over the same data directory.
     let store = SledStore::open(StoreConfig::new(dir.path())).expect("store reopens");
+    let log_at_kill = docker_audit(&store).await;
+    let open_at_kill: Vec<u64> = log_at_kill
+        .iter()
+        .filter(|e| {
+            e.outcome == AuditOutcome::Pending
+                && !log_at_kill.iter().any(|o| o.intent_seq == Some(e.seq))
+        })
+        .map(|e| e.seq)
+        .collect();
+    // Every container the killed run made was announced before it was made.
+    for c in &at_kill {
+        assert!(
+            log_at_kill.iter().any(|e| e.verb == "docker.container.create"
+                && e.outcome == AuditOutcome::Pending
+                && e.message.as_deref().is_some_and(|m| m.contains(&c.name))),
+            "no create intent for {} in {log_at_kill:#?}",
+            c.name
+        );
+    }
     let controller = Controller::new(
         Arc::new(store.clone()),
         Arc::new(driver.clone()),
@@ -647,8 +692,43 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
         }
     })
     .await;
+    // The intents the killed run left open are settled by the restarted one.
+    let log = within(CONVERGE_SECS, "the open intents to be settled", async {
+        loop {
+            let log = docker_audit(&store).await;
+            if open_at_kill.iter().all(|seq| log.iter().any(|e| e.intent_seq == Some(*seq))) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    eprintln!("{} Docker action(s) were in flight at the kill", open_at_kill.len());
+    for seq in &open_at_kill {
+        let outcome = log.iter().find(|e| e.intent_seq == Some(*seq));
+        let outcome = outcome.unwrap_or_else(|| panic!("intent {seq} is settled: {log:#?}"));
+        assert_eq!(outcome.outcome, AuditOutcome::Unknown, "{outcome:?}");
+        assert!(
+            outcome.message.as_deref().is_some_and(|m| m.starts_with("unknown-after-restart")),
+            "{outcome:?}"
+        );
+    }
     shutdown.cancel();
     within(60, "the controller to shut down", handle).await.expect("controller task");
+    // Every intent has exactly one outcome, and every outcome names an intent.
+    let log = docker_audit(&store).await;
+    for e in &log {
+        match e.outcome {
+            AuditOutcome::Pending => {
+                let n = log.iter().filter(|o| o.intent_seq == Some(e.seq)).count();
+                assert_eq!(n, 1, "intent {e:?} has {n} outcomes");
+            }
+            _ => assert!(
+                log.iter().any(|i| Some(i.seq) == e.intent_seq),
+                "outcome {e:?} names no intent"
+            ),
+        }
+    }
 
     assert_eq!(all.len(), N, "no duplicate and no orphan: {all:?}");
     let mut by_name: Vec<&str> = all.iter().filter_map(|c| c.label(labels::NAME)).collect();

@@ -12,9 +12,11 @@ use berth_controller::docker::{ContainerCreate, CredentialStore, Driver};
 use berth_controller::labels;
 use berth_controller::reconcile::container::{self, is_ready};
 use berth_controller::reconcile::image::{self, ImageConfig};
+use berth_controller::reconcile::intents::{self, UNKNOWN_AFTER_RESTART};
 use berth_controller::reconcile::{Context, FINALIZER, report_failure};
 use berth_controller::store::{
-    AuditLog, AuditQuery, ResourceStore, SledStore, StoreConfig, WriteContext,
+    AuditEntry, AuditEvent, AuditLog, AuditOutcome, AuditQuery, ResourceStore, SledStore,
+    StoreConfig, WriteContext,
 };
 use berth_schemas::condition::{DEGRADED, PROGRESSING, READY, find_condition};
 use berth_schemas::{
@@ -86,15 +88,22 @@ impl Harness {
         self.container(name).await?.status.context("status written")
     }
 
-    async fn audit_verbs(&self) -> Result<Vec<String>> {
+    /// Every audit event of a Docker action (intents and outcomes), oldest first.
+    async fn docker_events(&self) -> Result<Vec<AuditEvent>> {
         let page = self
             .store
             .query(&AuditQuery { verb: None, limit: 1000, ..AuditQuery::default() })
             .await?;
-        Ok(page
-            .events
+        Ok(page.events.into_iter().filter(|e| e.verb.starts_with("docker.")).collect())
+    }
+
+    /// The verbs of the Docker actions taken (their outcome events), oldest first.
+    async fn audit_verbs(&self) -> Result<Vec<String>> {
+        Ok(self
+            .docker_events()
+            .await?
             .into_iter()
-            .filter(|e| e.verb.starts_with("docker."))
+            .filter(|e| e.outcome != AuditOutcome::Pending)
             .map(|e| e.verb)
             .collect())
     }
@@ -616,5 +625,151 @@ async fn each_new_data_directory_gets_its_own_instance_id_and_keeps_it_across_re
     assert_eq!(reopened.instance_id(), id);
     let other = SledStore::open(StoreConfig::new(b.path()))?;
     assert_ne!(other.instance_id(), id);
+    Ok(())
+}
+
+/// The intent/outcome pairs of `events`: every intent (outcome `pending`) with the event that
+/// names it in `intentSeq`. Fails if an outcome names no earlier intent or an intent has two.
+fn pairs(events: &[AuditEvent]) -> Result<Vec<(&AuditEvent, Option<&AuditEvent>)>> {
+    let mut out = Vec::new();
+    for intent in events.iter().filter(|e| e.outcome == AuditOutcome::Pending) {
+        let outcomes: Vec<&AuditEvent> =
+            events.iter().filter(|e| e.intent_seq == Some(intent.seq)).collect();
+        if outcomes.len() > 1 {
+            bail!("intent {} has {} outcomes", intent.seq, outcomes.len());
+        }
+        if let Some(o) = outcomes.first()
+            && (o.seq <= intent.seq || o.verb != intent.verb || o.name != intent.name)
+        {
+            bail!("outcome {o:?} does not follow its intent {intent:?}");
+        }
+        out.push((intent, outcomes.first().copied()));
+    }
+    for e in events.iter().filter(|e| e.outcome != AuditOutcome::Pending) {
+        if !events.iter().any(|i| Some(i.seq) == e.intent_seq && i.outcome == AuditOutcome::Pending)
+        {
+            bail!("outcome {e:?} names no intent");
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn every_docker_action_is_an_intent_before_the_call_and_an_outcome_naming_it_after()
+-> Result<()> {
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    h.pass("web").await?;
+    let events = h.docker_events().await?;
+    let found = pairs(&events)?;
+    let summary: Vec<(&str, AuditOutcome, Option<AuditOutcome>)> =
+        found.iter().map(|(i, o)| (i.verb.as_str(), i.outcome, o.map(|o| o.outcome))).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("docker.container.create", AuditOutcome::Pending, Some(AuditOutcome::Success)),
+            ("docker.container.start", AuditOutcome::Pending, Some(AuditOutcome::Success)),
+        ]
+    );
+    for e in &events {
+        assert_eq!(e.actor.to_string(), "controller");
+        assert_eq!(e.source.to_string(), "controller");
+    }
+    assert!(
+        events[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("create container berth_default_web")),
+        "{:?}",
+        events[0]
+    );
+
+    // A failing call: the intent, then a failure naming it, with the error.
+    h.fake.simulate_exit("berth_default_web", 137);
+    h.fake.fail_next(Op::StartContainer, "no space left on device", false);
+    assert!(h.pass("web").await.is_err(), "the start fails");
+    let events = h.docker_events().await?;
+    let (intent, outcome) = *pairs(&events)?.last().context("an intent")?;
+    let outcome = outcome.context("the failure is recorded")?;
+    assert_eq!(intent.verb, "docker.container.start");
+    assert_eq!(outcome.outcome, AuditOutcome::Failure);
+    assert!(
+        outcome.message.as_deref().is_some_and(|m| m.contains("no space left on device")),
+        "{outcome:?}"
+    );
+
+    // Nothing to do: nothing written.
+    h.pass("web").await?;
+    let settled = h.docker_events().await?.len();
+    h.pass("web").await?;
+    assert_eq!(h.docker_events().await?.len(), settled);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_intent_without_an_outcome_is_settled_by_observation_on_the_next_start() -> Result<()> {
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    h.pass("web").await?;
+    // What a controller killed between its intent and the call's result leaves behind.
+    let left = h
+        .store
+        .append(
+            AuditEntry::new(
+                WriteContext::controller(),
+                "docker.container.start",
+                AuditOutcome::Pending,
+            )
+            .target("Container", Some("default".into()), "web")
+            .message("start container 0123456789ab"),
+        )
+        .await?;
+    let head = intents::audit_head(&h.ctx).await?.context("the log is not empty")?;
+    assert_eq!(intents::interrupted(&h.ctx, head).await?, vec![left.clone()]);
+
+    assert_eq!(intents::settle_interrupted(&h.ctx, head).await?, 1);
+    let events = h.docker_events().await?;
+    let (_, outcome) = *pairs(&events)?
+        .iter()
+        .find(|(i, _)| i.seq == left.seq)
+        .context("the intent is still there")?;
+    let outcome = outcome.context("the intent is settled")?;
+    assert_eq!(outcome.outcome, AuditOutcome::Unknown);
+    let message = outcome.message.clone().unwrap_or_default();
+    assert!(message.starts_with(UNKNOWN_AFTER_RESTART), "{message}");
+    assert!(message.contains("berth_default_web") && message.contains("running"), "{message}");
+    assert_eq!(outcome.kind.as_deref(), Some("Container"));
+
+    // Settled once: a second start finds nothing open.
+    let head = intents::audit_head(&h.ctx).await?.context("head")?;
+    assert!(intents::interrupted(&h.ctx, head).await?.is_empty());
+    assert_eq!(intents::settle_interrupted(&h.ctx, head).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_intents_written_before_the_start_are_settled() -> Result<()> {
+    let h = harness()?;
+    let head_before = intents::audit_head(&h.ctx).await?;
+    assert_eq!(head_before, None, "a new store has an empty log");
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    let head = intents::audit_head(&h.ctx).await?.context("the apply is audited")?;
+    // An action of the running controller, still in flight: not the previous run's.
+    h.store
+        .append(
+            AuditEntry::new(
+                WriteContext::controller(),
+                "docker.container.create",
+                AuditOutcome::Pending,
+            )
+            .target("Container", Some("default".into()), "web")
+            .message("create container berth_default_web"),
+        )
+        .await?;
+    assert!(intents::interrupted(&h.ctx, head).await?.is_empty());
+    assert_eq!(intents::settle_interrupted(&h.ctx, head).await?, 0);
     Ok(())
 }

@@ -150,8 +150,12 @@ fn schemas() -> Value {
             "properties": {
                 "seq": { "type": "integer" }, "time": time, "actor": string, "source": string,
                 "verb": string, "kind": string, "namespace": string, "name": string,
-                "outcome": { "type": "string", "enum": ["success", "denied", "failure"] },
-                "message": string, "diff": array_of(string.clone()), "prevHash": string
+                "outcome": {
+                    "type": "string",
+                    "enum": ["success", "denied", "failure", "pending", "unknown"]
+                },
+                "message": string, "diff": array_of(string.clone()), "prevHash": string,
+                "intentSeq": { "type": "integer" }
             }
         },
         "AuditPage": {

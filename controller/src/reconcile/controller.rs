@@ -11,6 +11,9 @@
 //!   container names (orphans whose resource is gone are removed that way). Docker drops
 //!   events for slow readers; the relist is what guarantees convergence.
 //!
+//! On start, Docker actions a previous run announced in the audit log but never saw the end of
+//! (it was killed) are settled by observation ([`intents::settle_interrupted`]).
+//!
 //! An Engine that cannot be reached keeps berth running: readiness goes false, the connection
 //! is retried with backoff, and on reconnect everything is relisted.
 
@@ -27,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::container::{self, is_ready};
 use super::image::{self, ImageConfig};
+use super::intents;
 use super::{Context, ControllerStore, Error};
 use crate::docker::{CredentialStore, Driver, EngineEvent, EventKind};
 use crate::labels;
@@ -130,6 +134,15 @@ impl Controller {
         let trigger = runtime.trigger();
         let dispatcher = Arc::new(Dispatcher { ctx: ctx.clone(), image: config.image });
         let sources = shutdown.child_token();
+        // Intents up to here were written by earlier runs; those without an outcome are
+        // settled once the Engine answers.
+        let interrupted_up_to = match intents::audit_head(&ctx).await {
+            Ok(head) => head,
+            Err(e) => {
+                warn!(error = %e, "could not read the audit log; interrupted actions stay open");
+                None
+            }
+        };
 
         let mut tasks = JoinSet::new();
         tasks.spawn(store_feed(ctx.clone(), trigger.clone(), sources.clone()));
@@ -138,6 +151,7 @@ impl Controller {
             trigger.clone(),
             ready,
             config.engine_retry,
+            interrupted_up_to,
             sources.clone(),
         ));
         tasks.spawn(relist_every(ctx, trigger, config.relist_every, sources.clone()));
@@ -393,6 +407,7 @@ async fn docker_feed(
     trigger: Trigger,
     ready: watch::Sender<bool>,
     backoff: Backoff,
+    mut interrupted_up_to: Option<u64>,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -419,6 +434,12 @@ async fn docker_feed(
             Reason::Relist
         };
         failures = 0;
+        if let Some(head) = interrupted_up_to {
+            match intents::settle_interrupted(&ctx, head).await {
+                Ok(_) => interrupted_up_to = None,
+                Err(e) => warn!(error = %e, "could not settle interrupted actions; will retry"),
+            }
+        }
         // Subscribe first, then relist: a change between the two is seen by one or the other.
         let mut events = ctx.driver.events(since);
         if let Err(e) = relist(&ctx, &trigger, reason).await {

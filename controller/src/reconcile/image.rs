@@ -19,8 +19,11 @@ use chrono::Utc;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::container::{pull_action, record, write_status_if_changed};
-use super::{Context, Error, FINALIZER, condition, driver_err, set_conditions, store_err};
+use super::container::{pull_action, write_status_if_changed};
+use super::{
+    Context, Error, FINALIZER, act, condition, driver_err, intend, set_conditions, settle,
+    store_err, verbs,
+};
 use crate::docker::{ContainerFilter, ObservedImage, PullProgress};
 use crate::runtime::Action;
 use crate::store::WriteContext;
@@ -119,8 +122,10 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                 return Ok(Action::requeue(config.in_use_recheck));
             }
             let action = format!("remove image {reference}");
-            let result = ctx.driver.remove_image(reference, false).await;
-            record(ctx, &key, "docker.image.remove", &action, result).await?;
+            act(ctx, &key, verbs::IMAGE_REMOVE, action, || {
+                ctx.driver.remove_image(reference, false)
+            })
+            .await?;
         }
         ctx.store
             .remove_finalizer(&WriteContext::controller(), &key, FINALIZER)
@@ -166,8 +171,10 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                 return Ok(Action::requeue(config.in_use_recheck));
             }
             let action = format!("remove image {reference}");
-            let result = ctx.driver.remove_image(reference, false).await;
-            record(ctx, &key, "docker.image.remove", &action, result).await?;
+            act(ctx, &key, verbs::IMAGE_REMOVE, action, || {
+                ctx.driver.remove_image(reference, false)
+            })
+            .await?;
             observed(&mut status, None);
             set_conditions(
                 &mut status.conditions,
@@ -271,6 +278,7 @@ async fn pull_reporting_progress(
     let generation = obj.metadata.generation;
     let credentials = ctx.credentials.for_image(reference);
     let action = pull_action(reference, credentials.is_some());
+    let intent = intend(ctx, &key, verbs::IMAGE_PULL, action).await?;
     let mut shown = obj.status.clone();
     let mut progress = Progress::default();
     let mut last_write: Option<Instant> = None;
@@ -303,7 +311,7 @@ async fn pull_reporting_progress(
             None => break,
         }
     }
-    record(ctx, &key, "docker.image.pull", &action, result).await
+    settle(ctx, &key, intent, result).await
 }
 
 #[cfg(test)]

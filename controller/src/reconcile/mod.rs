@@ -3,6 +3,8 @@
 //!
 //! - [`container`]: `Container` resources.
 //! - [`image`]: `Image` resources.
+//! - [`intents`]: the audit trail of Docker actions (intent before, outcome after) and how
+//!   intents left by a killed controller are settled on the next start.
 //! - [`Context`]: what every reconcile gets (store, driver, registry credentials, the store's
 //!   instance id).
 //! - [`Error`]: what a reconcile can fail with, classified for the retry policy.
@@ -10,6 +12,7 @@
 pub mod container;
 pub mod controller;
 pub mod image;
+pub mod intents;
 
 pub use controller::{Controller, ControllerConfig};
 
@@ -153,19 +156,88 @@ pub(crate) fn store_err(action: &'static str) -> impl FnOnce(StoreError) -> Erro
     move |source| Error::Store { action, source }
 }
 
-/// Records one Docker action in the audit log (actor and source `controller`).
-pub(crate) async fn audit(
+/// The audit verbs of the Docker actions the controller takes.
+pub mod verbs {
+    /// `docker create`.
+    pub const CONTAINER_CREATE: &str = "docker.container.create";
+    /// `docker start`.
+    pub const CONTAINER_START: &str = "docker.container.start";
+    /// `docker stop`.
+    pub const CONTAINER_STOP: &str = "docker.container.stop";
+    /// `docker rm -f`.
+    pub const CONTAINER_REMOVE: &str = "docker.container.remove";
+    /// `docker pull`.
+    pub const IMAGE_PULL: &str = "docker.image.pull";
+    /// `docker rmi`.
+    pub const IMAGE_REMOVE: &str = "docker.image.remove";
+}
+
+/// A Docker action announced in the audit log (outcome `pending`) and not settled yet.
+#[derive(Debug)]
+#[must_use = "an intent must be settled with its result"]
+pub(crate) struct Intent {
+    seq: u64,
+    verb: &'static str,
+    action: String,
+}
+
+fn audit_entry(key: &ResourceKey, verb: &str, outcome: AuditOutcome) -> AuditEntry {
+    AuditEntry::new(WriteContext::controller(), verb, outcome).target(
+        key.kind.as_str(),
+        Some(key.namespace.clone()),
+        key.name.clone(),
+    )
+}
+
+/// Writes the intent event of one Docker action (actor and source `controller`, outcome
+/// `pending`) durably — the store has flushed it when this returns — before the action is
+/// taken. A `kill -9` after this point leaves the intent, which the next start settles
+/// ([`intents::settle_interrupted`]).
+pub(crate) async fn intend(
     ctx: &Context,
     key: &ResourceKey,
-    verb: &str,
-    outcome: AuditOutcome,
-    message: String,
-) -> Result<(), Error> {
-    let entry = AuditEntry::new(WriteContext::controller(), verb, outcome)
-        .target(key.kind.as_str(), Some(key.namespace.clone()), key.name.clone())
-        .message(message);
+    verb: &'static str,
+    action: impl Into<String>,
+) -> Result<Intent, Error> {
+    let action = action.into();
+    let entry = audit_entry(key, verb, AuditOutcome::Pending).message(action.clone());
+    let event = ctx.store.append(entry).await.map_err(store_err("audit append"))?;
+    Ok(Intent { seq: event.seq, verb, action })
+}
+
+/// Writes the outcome event of an intent (`success`, or `failure` with the error), naming the
+/// intent's `seq` in `intentSeq`, and passes the result on.
+pub(crate) async fn settle<T>(
+    ctx: &Context,
+    key: &ResourceKey,
+    intent: Intent,
+    result: Result<T, DriverError>,
+) -> Result<T, Error> {
+    let (outcome, message) = match &result {
+        Ok(_) => (AuditOutcome::Success, intent.action.clone()),
+        Err(e) => (AuditOutcome::Failure, format!("{}: {e}", intent.action)),
+    };
+    let entry = audit_entry(key, intent.verb, outcome).message(message).intent(intent.seq);
     ctx.store.append(entry).await.map_err(store_err("audit append"))?;
-    Ok(())
+    result.map_err(driver_err(intent.action))
+}
+
+/// Takes one Docker action with its audit trail: the intent event, then `call()`, then the
+/// outcome event. `call` is not invoked before the intent is stored.
+pub(crate) async fn act<T, F, Fut>(
+    ctx: &Context,
+    key: &ResourceKey,
+    verb: &'static str,
+    action: impl Into<String>,
+    call: F,
+) -> Result<T, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DriverError>>,
+{
+    let intent = intend(ctx, key, verb, action).await?;
+    let result = call().await;
+    settle(ctx, key, intent, result).await
 }
 
 /// A condition at `now` for `generation`.

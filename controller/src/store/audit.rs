@@ -73,6 +73,25 @@ pub enum AuditOutcome {
     Denied,
     /// It failed (bad credentials, a sync error, ...).
     Failure,
+    /// It is about to be done: the controller's *intent* event, written durably before a
+    /// mutating Docker call. The event with the result names it in `intentSeq`.
+    Pending,
+    /// The result was never seen: the controller was stopped (`kill -9`, a crash) between an
+    /// intent and its result. Written on the next start, with what is observed then.
+    Unknown,
+}
+
+impl AuditOutcome {
+    /// The lowercase name used in JSON (`success`, `pending`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failure => "failure",
+            AuditOutcome::Pending => "pending",
+            AuditOutcome::Unknown => "unknown",
+        }
+    }
 }
 
 /// One audit event as stored.
@@ -121,6 +140,10 @@ pub struct AuditEvent {
     /// A short human note (a reason for a denial or failure). Must not contain secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For the result of a controller action: the `seq` of its intent event (outcome
+    /// `pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_seq: Option<u64>,
     /// The hash of the previous event ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this event's stored body. Not part of the body itself.
@@ -146,6 +169,8 @@ pub struct AuditEntry {
     pub name: Option<String>,
     /// A short note; must not contain secrets.
     pub message: Option<String>,
+    /// The `seq` of the intent event this one gives the result of.
+    pub intent_seq: Option<u64>,
 }
 
 impl AuditEntry {
@@ -159,6 +184,7 @@ impl AuditEntry {
             namespace: None,
             name: None,
             message: None,
+            intent_seq: None,
         }
     }
 
@@ -181,6 +207,12 @@ impl AuditEntry {
         self
     }
 
+    /// Names the intent event (outcome `pending`) this event gives the result of.
+    pub fn intent(mut self, seq: u64) -> Self {
+        self.intent_seq = Some(seq);
+        self
+    }
+
     pub(crate) fn into_event(self) -> AuditEvent {
         AuditEvent {
             seq: 0,
@@ -199,6 +231,7 @@ impl AuditEntry {
             diff: Vec::new(),
             outcome: self.outcome,
             message: self.message,
+            intent_seq: self.intent_seq,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -2,7 +2,7 @@
 //!
 //! One pass observes the resource's containers (by ownership label) and the holder of its
 //! wanted name, asks [`plan::plan`] what to do, executes the steps through the driver (an
-//! audit event each), and observes again until the plan is quiet; then it writes status. A pass
+//! intent audit event before each Docker call and an outcome event after it), and observes again until the plan is quiet; then it writes status. A pass
 //! that finds nothing to do makes no mutating Docker call and no store write.
 //!
 //! - [`plan`]: the pure planner.
@@ -25,11 +25,13 @@ use tracing::{debug, info};
 
 use self::plan::{Desired, NameHolder, Observed, Step, Target};
 use self::status::{Blocker, container_status, state_of};
-use super::{Context, Error, FINALIZER, audit, condition, driver_err, store_err};
+use super::{
+    Context, Error, FINALIZER, act, condition, driver_err, intend, settle, store_err, verbs,
+};
 use crate::docker::{ObservedContainer, ObservedImage};
 use crate::labels;
 use crate::runtime::Action;
-use crate::store::{AuditOutcome, WriteContext};
+use crate::store::WriteContext;
 use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 
 /// How often a pass may act and look again before it gives up (and retries with backoff).
@@ -242,8 +244,10 @@ async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> R
                 let request = create::container_create(obj, &ctx.instance, uid, &hash)
                     .map_err(Error::Spec)?;
                 let action = format!("create container {}", request.name);
-                let result = driver.create_container(&request).await;
-                let id = record(ctx, &key, "docker.container.create", &action, result).await?;
+                let id = act(ctx, &key, verbs::CONTAINER_CREATE, action, || {
+                    driver.create_container(&request)
+                })
+                .await?;
                 created = Some(id);
             }
             Step::Start(target) => {
@@ -252,18 +256,18 @@ async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> R
                     Target::New => created.clone().ok_or_else(|| Error::Unsettled(key.clone()))?,
                 };
                 let action = format!("start container {}", short(&id));
-                let result = driver.start_container(&id).await;
-                record(ctx, &key, "docker.container.start", &action, result).await?;
+                act(ctx, &key, verbs::CONTAINER_START, action, || driver.start_container(&id))
+                    .await?;
             }
             Step::Stop { id, grace } => {
                 let action = format!("stop container {} (grace {}s)", short(id), grace.as_secs());
-                let result = driver.stop_container(id, *grace).await;
-                record(ctx, &key, "docker.container.stop", &action, result).await?;
+                act(ctx, &key, verbs::CONTAINER_STOP, action, || driver.stop_container(id, *grace))
+                    .await?;
             }
             Step::Remove { id } => {
                 let action = format!("remove container {}", short(id));
-                let result = driver.remove_container(id).await;
-                record(ctx, &key, "docker.container.remove", &action, result).await?;
+                act(ctx, &key, verbs::CONTAINER_REMOVE, action, || driver.remove_container(id))
+                    .await?;
             }
             Step::DropFinalizer => {
                 if obj.metadata.finalizers.iter().any(|f| f == FINALIZER) {
@@ -287,31 +291,11 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-/// Audits the result of one Docker action and passes it on.
-pub(crate) async fn record<T>(
-    ctx: &Context,
-    key: &ResourceKey,
-    verb: &str,
-    action: &str,
-    result: Result<T, crate::docker::DriverError>,
-) -> Result<T, Error> {
-    match result {
-        Ok(v) => {
-            audit(ctx, key, verb, AuditOutcome::Success, action.to_owned()).await?;
-            Ok(v)
-        }
-        Err(e) => {
-            let message = format!("{action}: {e}");
-            audit(ctx, key, verb, AuditOutcome::Failure, message).await?;
-            Err(driver_err(action)(e))
-        }
-    }
-}
-
 /// Pulls `image` with the configured credentials for its registry, auditing the outcome.
 pub(crate) async fn pull(ctx: &Context, key: &ResourceKey, image: &str) -> Result<(), Error> {
     let credentials = ctx.credentials.for_image(image);
     let action = pull_action(image, credentials.is_some());
+    let intent = intend(ctx, key, verbs::IMAGE_PULL, action).await?;
     let mut stream = ctx.driver.pull_image(image, credentials);
     let mut result = Ok(());
     while let Some(item) = stream.next().await {
@@ -320,7 +304,7 @@ pub(crate) async fn pull(ctx: &Context, key: &ResourceKey, image: &str) -> Resul
             break;
         }
     }
-    record(ctx, key, "docker.image.pull", &action, result).await
+    settle(ctx, key, intent, result).await
 }
 
 /// How a pull is named in audit events and errors.
@@ -398,12 +382,14 @@ pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, 
     for c in &observation.containers {
         if c.state.is_up() {
             let action = format!("stop orphaned container {}", short(&c.id));
-            let result = ctx.driver.stop_container(&c.id, ORPHAN_GRACE).await;
-            record(ctx, key, "docker.container.stop", &action, result).await?;
+            act(ctx, key, verbs::CONTAINER_STOP, action, || {
+                ctx.driver.stop_container(&c.id, ORPHAN_GRACE)
+            })
+            .await?;
         }
         let action = format!("remove orphaned container {}", short(&c.id));
-        let result = ctx.driver.remove_container(&c.id).await;
-        record(ctx, key, "docker.container.remove", &action, result).await?;
+        act(ctx, key, verbs::CONTAINER_REMOVE, action, || ctx.driver.remove_container(&c.id))
+            .await?;
     }
     Ok(Action::await_change())
 }

@@ -60,6 +60,10 @@ pub struct Context {
     /// When the access token expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// A PEM file of CA certificates trusted for this server (besides the public roots), from
+    /// `berth login --ca-cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Context {
@@ -68,6 +72,7 @@ impl std::fmt::Debug for Context {
             .field("server", &self.server)
             .field("username", &self.username)
             .field("expires_at", &self.expires_at)
+            .field("ca_cert", &self.ca_cert)
             .finish_non_exhaustive()
     }
 }

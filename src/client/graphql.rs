@@ -1,5 +1,6 @@
 //! GraphQL over the websocket at `/graphql/ws` (graphql-transport-ws) for subscriptions, and
-//! `POST /graphql` for mutations. The token goes in `connection_init` as
+//! `POST /graphql` for mutations. An `https://` server is reached over `wss://` with the HTTP
+//! client's TLS trust. The token goes in `connection_init` as
 //! `{"authorization": "Bearer ..."}`, never in the URL.
 
 use futures::{SinkExt, StreamExt};
@@ -73,8 +74,12 @@ impl Client {
         let mut req = url.as_str().into_client_request().map_err(|e| ws_error(self.server(), e))?;
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+        // `wss://` trusts what the HTTP client trusts (public roots and `--ca-cert`).
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls());
         let (mut ws, _) =
-            tokio_tungstenite::connect_async(req).await.map_err(|e| ws_error(self.server(), e))?;
+            tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector))
+                .await
+                .map_err(|e| ws_error(self.server(), e))?;
         let token = self.access_token().await?.unwrap_or_default();
         let init = json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}});
         ws.send(Message::text(init.to_string())).await.map_err(|e| ws_error(self.server(), e))?;

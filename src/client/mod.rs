@@ -10,8 +10,8 @@ pub mod config;
 pub mod graphql;
 pub mod resources;
 
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -43,6 +43,10 @@ pub struct ClientOpts {
         hide = true
     )]
     pub config: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for an `https://` server, besides the public
+    /// roots (for HTTP and the websocket alike); `berth login` keeps it in the context.
+    #[arg(long, env = "BERTH_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<PathBuf>,
     /// Print error details (the server's structured detail, causes).
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -104,6 +108,14 @@ pub enum ClientError {
     /// The contexts file could not be read or written.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The CA certificate file cannot be used.
+    #[error("cannot use the CA certificates in {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -178,6 +190,8 @@ struct Session {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// The TLS trust for `wss://`, the same as the HTTP client's.
+    tls: Arc<rustls::ClientConfig>,
     session: Mutex<Session>,
     verbose: bool,
 }
@@ -188,30 +202,79 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn http_client() -> reqwest::Client {
+/// The TLS trust of both the HTTP client and the websocket: the public roots (webpki-roots,
+/// as reqwest's own rustls default) plus the certificates in `ca`, if given.
+///
+/// # Errors
+///
+/// [`ClientError::CaCert`] when the file cannot be read or holds no certificate.
+pub fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let err = |reason: String| ClientError::CaCert { path: path.to_owned(), reason };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no PEM certificate in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::CaCert {
+            path: ca.map(Path::to_owned).unwrap_or_default(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+fn http_client(tls: &rustls::ClientConfig) -> Result<reqwest::Client, ClientError> {
+    let mut tls = tls.clone();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("berth-cli/", env!("CARGO_PKG_VERSION")))
+        .use_preconfigured_tls(tls)
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .map_err(|e| ClientError::CaCert { path: PathBuf::new(), reason: e.to_string() })
 }
 
 impl Client {
-    /// A client without credentials, for `login`.
-    pub fn anonymous(server: &str, verbose: bool) -> Self {
-        Self {
+    /// A client without credentials, for `login`, trusting the public roots and `ca`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::CaCert`] when `ca` cannot be used.
+    pub fn anonymous(server: &str, verbose: bool, ca: Option<&Path>) -> Result<Self, ClientError> {
+        let tls = tls_config(ca)?;
+        Ok(Self {
             base: normalize_server(server),
-            http: http_client(),
+            http: http_client(&tls)?,
+            tls: Arc::new(tls),
             session: Mutex::new(Session::default()),
             verbose,
-        }
+        })
     }
 
     /// A client with a fixed token (an API token, or an access token from elsewhere).
-    pub fn with_token(server: &str, token: &str) -> Self {
-        let c = Self::anonymous(server, false);
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::CaCert`] when `ca` cannot be used.
+    pub fn with_token(server: &str, token: &str, ca: Option<&Path>) -> Result<Self, ClientError> {
+        let c = Self::anonymous(server, false, ca)?;
         c.session().access = Some(token.to_owned());
-        c
+        Ok(c)
     }
 
     /// The server and token as the flags, the environment and the contexts file say.
@@ -234,7 +297,8 @@ impl Client {
             (None, Some((_, c))) => c.server.clone(),
             (None, None) => return Err(ClientError::NoServer),
         };
-        let client = Self::anonymous(&server, opts.verbose);
+        let ca = opts.ca_cert.clone().or_else(|| ctx.as_ref().and_then(|(_, c)| c.ca_cert.clone()));
+        let client = Self::anonymous(&server, opts.verbose, ca.as_deref())?;
         {
             let mut s = client.session();
             if let Some(t) = &opts.token {
@@ -259,6 +323,11 @@ impl Client {
     /// The server's base URL.
     pub fn server(&self) -> &str {
         &self.base
+    }
+
+    /// The TLS trust for `wss://` (the HTTP client's).
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.tls)
     }
 
     /// The access token in use (for the websocket `connection_init`), refreshed first when it

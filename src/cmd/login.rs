@@ -62,7 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let password = read_password(args.password_stdin)?;
-    let client = Client::anonymous(&server, args.client.verbose);
+    // The CA file is kept in the context as an absolute path, so that later commands find it
+    // from any directory; without --ca-cert, the context's stays.
+    let ca = match &args.client.ca_cert {
+        Some(p) => Some(std::path::absolute(p)?),
+        None => file
+            .context(args.client.context.as_deref())
+            .filter(|(_, c)| c.server == server)
+            .and_then(|(_, c)| c.ca_cert.clone()),
+    };
+    let client = Client::anonymous(&server, args.client.verbose, ca.as_deref())?;
     let pair = runtime()?.block_on(client.login(&args.username, &password))?;
     let name = args.context_name.or(args.client.context).unwrap_or_else(|| "default".to_owned());
     file.contexts.insert(
@@ -73,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             access_token: Some(pair.access_token),
             refresh_token: Some(pair.refresh_token),
             expires_at: Some(expiry(pair.expires_in)),
+            ca_cert: ca,
         },
     );
     file.current_context = Some(name.clone());
@@ -107,7 +117,8 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_OK));
     };
     if let Some(access) = &ctx.access_token {
-        let client = Client::with_token(&ctx.server, access);
+        let ca = args.client.ca_cert.as_deref().or(ctx.ca_cert.as_deref());
+        let client = Client::with_token(&ctx.server, access, ca)?;
         let body = match &ctx.refresh_token {
             Some(rt) => Body::Json(serde_json::json!({ "refreshToken": rt })),
             None => Body::Empty,

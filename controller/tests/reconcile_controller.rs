@@ -309,3 +309,67 @@ async fn on_start_the_controller_settles_the_intents_a_killed_run_left_open() ->
     }
     Ok(())
 }
+
+async fn ready_reason(store: &SledStore, name: &str) -> Option<(String, Option<i64>)> {
+    let key = ResourceKey::new(Kind::Container, "default", name);
+    let obj = store.get(&key).await.ok()??;
+    let conditions: Vec<Condition> =
+        serde_json::from_value(obj.status.get("conditions")?.clone()).ok()?;
+    let ready = find_condition(&conditions, berth_schemas::condition::READY)?;
+    Some((ready.reason.clone(), obj.status.get("exitCode").and_then(serde_json::Value::as_i64)))
+}
+
+#[tokio::test]
+async fn restart_never_a_stop_out_of_band_is_repaired_but_an_exit_of_its_own_is_left_and_reported()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(StoreConfig::new(dir.path()))?;
+    let fake = Arc::new(FakeDriver::new());
+    fake.add_image(IMAGE);
+    // No relist: the Docker events alone drive it.
+    let run = start(&store, &fake, Duration::from_secs(3600));
+    apply(&store, "job", json!({"image": IMAGE, "restartPolicy": {"policy": "Never"}})).await?;
+    let first = eventually("job to run", || async { running(&fake).pop() }).await?;
+
+    // `docker stop` behind berth's back (kill, die, stop events): drift, repaired.
+    let driver: Arc<dyn Driver> = fake.clone();
+    driver.stop_container(&first.id, Duration::from_secs(1)).await?;
+    let again = eventually("job to be started again after docker stop", || async {
+        running(&fake).pop().filter(|c| c.id == first.id)
+    })
+    .await?;
+    // `docker kill` too.
+    driver.kill_container(&again.id, None).await?;
+    eventually("job to be started again after docker kill", || async {
+        running(&fake).pop().filter(|c| c.id == first.id)
+    })
+    .await?;
+    let starts = fake.count(Op::StartContainer);
+
+    // The process exits by itself (a `die` event only): left to the restart policy.
+    assert!(fake.simulate_exit(&first.id, 3));
+    let reported = eventually("the exit to be reported", || async {
+        ready_reason(&store, "job").await.filter(|(r, _)| r == "Exited")
+    })
+    .await?;
+    assert_eq!(reported.1, Some(3), "the exit code is in status");
+    assert_eq!(fake.count(Op::StartContainer), starts, "berth did not start it");
+    assert!(running(&fake).is_empty());
+    run.stop().await?;
+
+    // A restarted berth keeps the decision (the exit happened while no berth watched).
+    fake.reset_calls();
+    let run = start(&store, &fake, Duration::from_secs(3600));
+    let mut ready = run.ready.clone();
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .context("ready after restart")??;
+    eventually("a pass over job after the restart", || async {
+        fake.calls().iter().any(|c| c.op == Op::InspectImage).then_some(())
+    })
+    .await?;
+    run.stop().await?;
+    assert_eq!(fake.count(Op::StartContainer), 0, "still not started: {:?}", fake.calls());
+    assert_eq!(ready_reason(&store, "job").await.map(|r| r.0).as_deref(), Some("Exited"));
+    Ok(())
+}

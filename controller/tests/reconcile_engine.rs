@@ -342,6 +342,82 @@ async fn a_container_stopped_killed_or_removed_behind_berths_back_comes_back() {
 }
 
 #[tokio::test]
+async fn restart_never_a_command_that_exits_3_stays_exited_with_a_status_saying_so() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    t.apply(
+        Kind::Container,
+        "exits",
+        json!({"image": image, "command": ["sh", "-c", "exit 3"],
+               "restartPolicy": {"policy": "Never"}}),
+    )
+    .await;
+    let ready = t
+        .eventually("status to say the process exited with 3", || async {
+            t.condition(Kind::Container, "exits", READY).await.filter(|c| c.reason == "Exited")
+        })
+        .await;
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert!(ready.message.contains("exited with code 3"), "{}", ready.message);
+    let degraded = t.condition(Kind::Container, "exits", DEGRADED).await.expect("Degraded");
+    assert_eq!((degraded.status, degraded.reason.as_str()), (ConditionStatus::True, "Exited"));
+    let obj = t.get(Kind::Container, "exits").await.expect("resource");
+    assert_eq!(obj.status["exitCode"], json!(3), "{}", obj.status);
+    assert_eq!(obj.status["state"], json!("Exited"), "{}", obj.status);
+
+    let c = t.one("exits").await.expect("the container is kept");
+    assert_eq!(c.state, berth_controller::docker::ContainerState::Exited);
+    assert_eq!(c.exit_code, Some(3));
+    // berth started it once (when it made it) and not again after it exited.
+    let starts: Vec<AuditEvent> = docker_audit(&t.store)
+        .await
+        .into_iter()
+        .filter(|e| e.verb == "docker.container.start" && e.outcome == AuditOutcome::Success)
+        .collect();
+    assert_eq!(starts.len(), 1, "{starts:#?}");
+    let again = t.one("exits").await.expect("the container is kept");
+    assert_eq!(again.started_at, c.started_at, "not started again");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn restart_never_a_docker_stop_or_kill_of_a_running_container_is_repaired() {
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    let mut spec = sleeper(&image);
+    spec["restartPolicy"] = json!({"policy": "Never"});
+    t.apply(Kind::Container, "stopme", spec).await;
+    let c = t.running("stopme").await;
+
+    t.driver.stop_container(&c.id, Duration::from_secs(2)).await.expect("docker stop");
+    let after_stop = t
+        .eventually("stopme to run again after docker stop", || async {
+            t.one("stopme").await.filter(|x| {
+                x.state == berth_controller::docker::ContainerState::Running
+                    && x.started_at != c.started_at
+            })
+        })
+        .await;
+    assert_eq!(after_stop.id, c.id, "started again, not replaced");
+
+    t.driver.kill_container(&c.id, None).await.expect("docker kill");
+    t.eventually("stopme to run again after docker kill", || async {
+        t.one("stopme").await.filter(|x| {
+            x.state == berth_controller::docker::ContainerState::Running
+                && x.started_at != after_stop.started_at
+        })
+    })
+    .await;
+    t.eventually("stopme to be Ready", || async {
+        t.condition(Kind::Container, "stopme", READY)
+            .await
+            .filter(|c| c.status == ConditionStatus::True)
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn a_foreign_container_with_the_wanted_name_is_reported_and_left_alone() {
     let mut t = start(CredentialStore::empty()).await;
     let image = t.env.image.clone();

@@ -441,7 +441,12 @@ async fn docker_feed(
             }
         }
         // Subscribe first, then relist: a change between the two is seen by one or the other.
-        let mut events = ctx.driver.events(since);
+        // Exits from now on are watched (see `exits`); the stream starts at this instant even
+        // on the first connection, so no `kill` after it is missed.
+        let watch_from = chrono::Utc::now();
+        ctx.stops.watching_from(watch_from);
+        let from = since.or(watch_from.timestamp_nanos_opt());
+        let mut events = ctx.driver.events(from);
         if let Err(e) = relist(&ctx, &trigger, reason).await {
             warn!(error = %e, "relist after connecting to Docker failed");
         }
@@ -457,6 +462,12 @@ async fn docker_feed(
             match next {
                 Some(Ok(event)) => {
                     since = Some(event.time_nano);
+                    // Before the event queues anything: the reconcile it triggers must see it.
+                    if event.kind == EventKind::Container
+                        && labels::owned_resource_key(&event.attributes, &ctx.instance).is_some()
+                    {
+                        ctx.stops.on_event(&event.id, event.base_action());
+                    }
                     if event.kind == EventKind::Image {
                         images = image_keys(&ctx).await;
                     }
@@ -476,6 +487,7 @@ async fn docker_feed(
                 }
             }
         }
+        ctx.stops.not_watching();
         if ctx.driver.ping().await.is_err() {
             ready.send_replace(false);
         }

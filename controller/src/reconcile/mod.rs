@@ -3,6 +3,7 @@
 //!
 //! - [`container`]: `Container` resources.
 //! - [`image`]: `Image` resources.
+//! - [`exits`]: whether an exited container was stopped (drift) or its process ended.
 //! - [`intents`]: the audit trail of Docker actions (intent before, outcome after) and how
 //!   intents left by a killed controller are settled on the next start.
 //! - [`Context`]: what every reconcile gets (store, driver, registry credentials, the store's
@@ -11,6 +12,7 @@
 
 pub mod container;
 pub mod controller;
+pub mod exits;
 pub mod image;
 pub mod intents;
 
@@ -52,6 +54,8 @@ pub struct Context {
     /// The store's instance id ([`ResourceStore::instance_id`]): every container made carries
     /// it as [`labels::INSTANCE`], and only containers carrying it are adopted or removed.
     pub instance: Arc<str>,
+    /// The stop requests the Docker event stream showed (see [`exits`]).
+    pub stops: Arc<exits::StopTracker>,
 }
 
 impl Context {
@@ -62,7 +66,7 @@ impl Context {
         credentials: Arc<CredentialStore>,
     ) -> Self {
         let instance = Arc::from(store.instance_id());
-        Self { store, driver, credentials, instance }
+        Self { store, driver, credentials, instance, stops: Arc::default() }
     }
 
     /// The filter selecting every container this instance made.

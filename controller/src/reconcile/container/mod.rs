@@ -26,7 +26,7 @@ use tracing::{debug, info};
 use self::plan::{Desired, NameHolder, Observed, Step, Target};
 use self::status::{Blocker, container_status, state_of};
 use super::{
-    Context, Error, FINALIZER, act, condition, driver_err, intend, settle, store_err, verbs,
+    Context, Error, FINALIZER, act, condition, driver_err, exits, intend, settle, store_err, verbs,
 };
 use crate::docker::{ObservedContainer, ObservedImage};
 use crate::labels;
@@ -50,7 +50,15 @@ struct Observation {
 }
 
 impl Observation {
-    fn for_plan(&self) -> Observed {
+    /// What the planner sees; `status` is the resource's stored status (it remembers how
+    /// earlier exits were judged, see [`exits`]).
+    fn for_plan(
+        &self,
+        ctx: &Context,
+        obj: &Container,
+        status: Option<&ContainerStatus>,
+    ) -> Observed {
+        let watching_since = ctx.stops.watching_since();
         Observed {
             containers: self
                 .containers
@@ -62,6 +70,19 @@ impl Observation {
                     spec_hash: c.label(labels::SPEC_HASH).map(str::to_owned),
                     state: state_of(c.state),
                     created: c.created_at.map(|t| t.timestamp()).unwrap_or_default(),
+                    exited_on_its_own: c.state == crate::docker::ContainerState::Exited
+                        && exits::exited_on_its_own(
+                            &exits::ExitFacts {
+                                id: &c.id,
+                                exit_code: c.exit_code,
+                                oom_killed: c.oom_killed,
+                                finished_at: c.finished_at,
+                                restart_policy: obj.spec.restart_policy.policy,
+                                stop_seen: ctx.stops.stop_seen(&c.id),
+                                watching_since,
+                            },
+                            status,
+                        ),
                 })
                 .collect(),
             name_holder: self.holder.as_ref().map(|h| NameHolder { id: h.id.clone() }),
@@ -177,7 +198,7 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
         let observation = observe(ctx, &key, &name).await?;
         let waiting = if deleting { Vec::new() } else { not_ready_dependencies(ctx, obj).await? };
         let desired = desired(obj, &uid, image.as_ref(), waiting);
-        let steps = plan::plan(&desired, &observation.for_plan());
+        let steps = plan::plan(&desired, &observation.for_plan(ctx, obj, stored_status.as_ref()));
 
         if plan::is_quiet(&steps) {
             if deleting {
@@ -193,6 +214,7 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
                 Step::WaitForDependencies { waiting_for } => {
                     Some(Blocker::WaitingForDependencies(waiting_for.clone()))
                 }
+                Step::ReportExited { .. } => Some(Blocker::Exited),
                 _ => None,
             });
             let current = observation.current(&uid, &name);
@@ -281,6 +303,7 @@ async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> R
             Step::Replan => return Ok(Flow::Continue),
             Step::ReportImageMissing
             | Step::ReportConflict { .. }
+            | Step::ReportExited { .. }
             | Step::WaitForDependencies { .. } => {}
         }
     }

@@ -12,7 +12,9 @@
 //!   (two containers for one uid, left by a crash) are stopped and removed; the best one (right
 //!   hash, running, newest) is kept.
 //! - The kept container's spec hash equals the desired one: only its state is fixed (start or
-//!   stop per `desiredState`). A different hash, a different name or a dead container: replace
+//!   stop per `desiredState`). An exited container is started for `Running` only if it was
+//!   stopped (out of band or by berth); one whose process exited on its own is reported
+//!   ([`Step::ReportExited`]) and left to Docker's restart policy. A different hash, a different name or a dead container: replace
 //!   (pull first when needed, then stop with grace, remove, create, start).
 //! - Nothing is created or started while a dependency is not Ready; nothing running is torn down
 //!   for that either.
@@ -60,6 +62,9 @@ pub struct ObservedContainer {
     pub state: ContainerState,
     /// When it was created (Unix seconds), to keep the newest of duplicates.
     pub created: i64,
+    /// For an exited container: its process ended on its own (it was not stopped), so it is
+    /// left to the restart policy (see [`crate::reconcile::exits`]).
+    pub exited_on_its_own: bool,
 }
 
 /// A container that holds the wanted name but is not the resource's own.
@@ -117,6 +122,12 @@ pub enum Step {
     ReportConflict {
         /// The foreign container.
         holder_id: String,
+    },
+    /// The container's process exited on its own and its restart policy leaves it exited:
+    /// crash restarts are Docker's job, so berth reports it and does not start it.
+    ReportExited {
+        /// The container.
+        id: String,
     },
     /// Some `dependsOn` resources are not Ready yet.
     WaitForDependencies {
@@ -213,6 +224,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Step> {
         }
         Some(k) if is_current(k, d) => match (d.desired_state, k.state) {
             (DesiredState::Running, ContainerState::Running | ContainerState::Restarting) => {}
+            (DesiredState::Running, ContainerState::Exited) if k.exited_on_its_own => {
+                steps.push(Step::ReportExited { id: k.id.clone() });
+            }
             (DesiredState::Running, state) => {
                 if !d.waiting_for.is_empty() {
                     steps.push(Step::WaitForDependencies { waiting_for: d.waiting_for.clone() });
@@ -292,6 +306,7 @@ mod tests {
             spec_hash: Some(hash.into()),
             state,
             created: 100,
+            exited_on_its_own: false,
         }
     }
 
@@ -357,6 +372,29 @@ mod tests {
             let o = observed(vec![ctr("a", "h1", state)]);
             assert_eq!(plan(&desired(), &o), vec![start("a")], "{state:?}");
         }
+    }
+
+    #[test]
+    fn a_container_whose_process_exited_on_its_own_is_reported_not_restarted() {
+        let mut exited = ctr("a", "h1", ContainerState::Exited);
+        exited.exited_on_its_own = true;
+        assert_eq!(
+            plan(&desired(), &observed(vec![exited.clone()])),
+            vec![Step::ReportExited { id: "a".into() }]
+        );
+        // A stopped one (out of band, or by berth) is started again.
+        let stopped = ctr("a", "h1", ContainerState::Exited);
+        assert_eq!(plan(&desired(), &observed(vec![stopped])), vec![start("a")]);
+        // Desired Stopped: nothing either way.
+        let d = Desired { desired_state: DesiredState::Stopped, ..desired() };
+        assert_eq!(plan(&d, &observed(vec![exited.clone()])), vec![]);
+        // A spec change still replaces it: the new container runs.
+        let mut stale = exited;
+        stale.spec_hash = Some("old".into());
+        assert_eq!(
+            plan(&desired(), &observed(vec![stale])),
+            vec![remove("a"), Step::Create, Step::Start(Target::New)]
+        );
     }
 
     #[test]
@@ -538,6 +576,7 @@ mod tests {
                         spec_hash: Some(hash),
                         state: ContainerState::Created,
                         created: 1000 + i64::from(sim.next_id),
+                        exited_on_its_own: false,
                     });
                     created = Some(id);
                 }
@@ -555,6 +594,8 @@ mod tests {
                 Step::Stop { id, .. } => {
                     let i = touch(id)?;
                     sim.ours[i].state = ContainerState::Exited;
+                    // berth stopped it: it is not an exit of its own.
+                    sim.ours[i].exited_on_its_own = false;
                 }
                 Step::Remove { id } => {
                     let i = touch(id)?;
@@ -569,6 +610,7 @@ mod tests {
                 Step::Replan
                 | Step::ReportImageMissing
                 | Step::ReportConflict { .. }
+                | Step::ReportExited { .. }
                 | Step::WaitForDependencies { .. } => {}
             }
         }
@@ -587,6 +629,7 @@ mod tests {
     }
 
     fn any_container() -> impl Strategy<Value = (bool, u8, bool, ContainerState, i64)> {
+        // The third field: whether an exited container's process exited on its own.
         (any::<bool>(), 0u8..3, any::<bool>(), any_state(), 0i64..5)
     }
 
@@ -603,7 +646,7 @@ mod tests {
                 let ours = raw
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (same_uid, hash, _, state, created))| ObservedContainer {
+                    .map(|(i, (same_uid, hash, on_its_own, state, created))| ObservedContainer {
                         id: format!("c{i}"),
                         name: if i == name_owner && !foreign_holds {
                             "berth_default_web".into()
@@ -618,6 +661,7 @@ mod tests {
                         },
                         state,
                         created,
+                        exited_on_its_own: on_its_own && state == ContainerState::Exited,
                     })
                     .collect();
                 let foreign = foreign.map(|holds| {
@@ -669,6 +713,16 @@ mod tests {
             prop_assert!(is_quiet(&again), "second plan {:?} for {:?}", again, sim);
             prop_assert_eq!(&sim.foreign, &foreign_before);
 
+            // A container left exited is one whose process exited on its own.
+            for step in &again {
+                if let Step::ReportExited { id } = step {
+                    let c = sim.ours.iter().find(|c| c.id == *id);
+                    prop_assert!(
+                        c.is_some_and(|c| c.state == ContainerState::Exited && c.exited_on_its_own),
+                        "{:?}", c
+                    );
+                }
+            }
             // And the state is what was asked, unless something was reported instead.
             let blocked = again.iter().any(|s| !s.is_mutating());
             if ask.deleting {

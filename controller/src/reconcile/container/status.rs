@@ -27,6 +27,9 @@ pub enum Blocker {
     },
     /// `dependsOn` resources that are not Ready.
     WaitingForDependencies(Vec<String>),
+    /// The container's process exited on its own and the restart policy leaves it exited
+    /// (see [`crate::reconcile::exits`]).
+    Exited,
 }
 
 /// Maps the driver's container state to the schema's.
@@ -161,6 +164,38 @@ pub fn container_status(
                 c(READY, False, "WaitingForDependencies", msg.clone()),
                 c(PROGRESSING, True, "WaitingForDependencies", msg),
                 ok(),
+            ]
+        }
+        Some(Blocker::Exited) => {
+            let code = current.and_then(|c| c.exit_code).unwrap_or_default();
+            let oom = current.is_some_and(|c| c.oom_killed);
+            let when = current
+                .and_then(|c| c.finished_at)
+                .map(|t| format!(" at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .unwrap_or_default();
+            let policy = match obj.spec.restart_policy.policy {
+                berth_schemas::RestartPolicyKind::Always => "Always",
+                berth_schemas::RestartPolicyKind::OnFailure => "OnFailure",
+                berth_schemas::RestartPolicyKind::Never => "Never",
+            };
+            let (reason, what) = if oom {
+                ("OOMKilled", format!("was killed by the kernel's OOM killer (exit code {code})"))
+            } else if code == 0 {
+                ("Completed", "exited with code 0".to_owned())
+            } else {
+                ("Exited", format!("exited with code {code}"))
+            };
+            let msg = format!(
+                "the container's process {what}{when}; restart policy {policy} leaves it \
+                 exited, and berth does not restart a process that ended on its own (berth \
+                 restart, or a changed spec, runs it again)"
+            );
+            let degraded =
+                if reason == "Completed" { ok() } else { c(DEGRADED, True, reason, msg.clone()) };
+            [
+                c(READY, False, reason, msg),
+                c(PROGRESSING, False, "Reconciled", String::new()),
+                degraded,
             ]
         }
         None => match (obj.spec.desired_state, current) {
@@ -320,5 +355,122 @@ mod tests {
         };
         let s = container_status(&obj(), Some(&running()), Some(&image), None, Utc::now());
         assert_eq!(s.image_digest.as_deref(), Some("sha256:abc"));
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use std::collections::HashMap;
+
+    use berth_schemas::{
+        ContainerSpec, ObjectMeta, RestartPolicy, RestartPolicyKind, condition::find_condition,
+    };
+
+    use super::*;
+
+    fn never() -> Container {
+        Container {
+            api_version: berth_schemas::API_VERSION.into(),
+            kind: berth_schemas::Kind::Container,
+            metadata: ObjectMeta { generation: Some(1), ..ObjectMeta::named("job") },
+            spec: ContainerSpec {
+                image: "busybox:1".into(),
+                restart_policy: RestartPolicy {
+                    policy: RestartPolicyKind::Never,
+                    max_retries: None,
+                },
+                ..ContainerSpec::default()
+            },
+            status: None,
+        }
+    }
+
+    fn exited(code: i64, oom: bool) -> ObservedContainer {
+        ObservedContainer {
+            id: "0123456789abcdef".into(),
+            name: "berth_default_job".into(),
+            labels: HashMap::new(),
+            image: "busybox:1".into(),
+            image_id: "sha256:img".into(),
+            state: docker::ContainerState::Exited,
+            health: None,
+            exit_code: Some(code),
+            oom_killed: oom,
+            error: None,
+            created_at: None,
+            started_at: None,
+            finished_at: DateTime::from_timestamp(1_800_000_000, 0),
+            restart_count: 0,
+            ports: vec![],
+        }
+    }
+
+    fn conditions(s: &ContainerStatus) -> Vec<(String, ConditionStatus, String)> {
+        [READY, DEGRADED]
+            .iter()
+            .map(|t| {
+                let c = find_condition(&s.conditions, t).expect("condition set");
+                (c.type_.clone(), c.status, c.reason.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_exit_of_its_own_is_reported_with_its_code() {
+        let s = container_status(
+            &never(),
+            Some(&exited(3, false)),
+            None,
+            Some(&Blocker::Exited),
+            Utc::now(),
+        );
+        assert_eq!(
+            conditions(&s),
+            vec![
+                (READY.into(), ConditionStatus::False, "Exited".into()),
+                (DEGRADED.into(), ConditionStatus::True, "Exited".into()),
+            ]
+        );
+        assert_eq!(s.exit_code, Some(3));
+        assert_eq!(s.state, Some(ContainerState::Exited));
+        let ready = find_condition(&s.conditions, READY).expect("Ready");
+        assert!(ready.message.contains("exited with code 3"), "{}", ready.message);
+        assert!(ready.message.contains("restart policy Never"), "{}", ready.message);
+    }
+
+    #[test]
+    fn exit_code_zero_is_completed_and_not_degraded() {
+        let s = container_status(
+            &never(),
+            Some(&exited(0, false)),
+            None,
+            Some(&Blocker::Exited),
+            Utc::now(),
+        );
+        assert_eq!(
+            conditions(&s),
+            vec![
+                (READY.into(), ConditionStatus::False, "Completed".into()),
+                (DEGRADED.into(), ConditionStatus::False, "AsExpected".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_oom_kill_is_reported_as_such() {
+        let s = container_status(
+            &never(),
+            Some(&exited(137, true)),
+            None,
+            Some(&Blocker::Exited),
+            Utc::now(),
+        );
+        assert_eq!(
+            conditions(&s),
+            vec![
+                (READY.into(), ConditionStatus::False, "OOMKilled".into()),
+                (DEGRADED.into(), ConditionStatus::True, "OOMKilled".into()),
+            ]
+        );
     }
 }

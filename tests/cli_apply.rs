@@ -308,3 +308,64 @@ fn users_tokens_audit_version_and_completion_work_for_an_admin() {
         assert!(c.contains("apply"), "{shell}: {c}");
     }
 }
+
+#[test]
+fn apply_reads_stdin_ci_variables_name_server_and_token_contexts_switch_and_wait_times_out() {
+    let s = Server::start();
+    let ns = s.namespace("stdin");
+    // `apply -f -`: manifests on stdin.
+    let o = s.run_stdin(&["apply", "-f", "-"], &container(&ns, "piped", ""));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("container/piped -n {ns} created"));
+
+    // CI: BERTH_SERVER and BERTH_TOKEN, and no contexts file at all.
+    let token = s.ok(&["token", "create", "ci-env", "--role", "viewer"]);
+    let o = s
+        .berth()
+        .args(["get", "containers", "-n", &ns, "-o", "name"])
+        .env("BERTH_SERVER", &s.url)
+        .env("BERTH_TOKEN", token.trim())
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "container/piped\n");
+
+    // Contexts: `login --as` saves a second context and makes it current; `--context` picks one.
+    let o = s.run_stdin(
+        &["login", "--server", &s.url, "--as", "second", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(context second)"), "{}", stdout(&o));
+    s.ok(&["logout", "--context", "second"]);
+    let o = s.run(&["get", "containers", "-n", &ns, "--context", "second"]);
+    assert_eq!(o.status.code(), Some(1), "the logged-out context has no token");
+    assert_eq!(stderr(&o).lines().count(), 1, "one clear line: {}", stderr(&o));
+    let o = s.run(&["get", "containers", "-n", &ns, "--context", "default", "-o", "name"]);
+    assert_eq!(stdout(&o), "container/piped\n", "{}", stderr(&o));
+
+    // `--wait` that runs out: exit 1 naming what is not Ready (its image cannot be pulled: the
+    // registry on the discard port refuses the connection).
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "stuck.yaml",
+        &container(&ns, "stuck", "").replace(&test_image(), "127.0.0.1:9/berth-missing:1"),
+    );
+    let o = s.run(&[
+        "apply",
+        "-f",
+        f.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "3s",
+        "--context",
+        "default",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("container/stuck"), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("not ready after 3s") && err.contains("stuck"), "{err}");
+}

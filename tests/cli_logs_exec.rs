@@ -34,11 +34,19 @@ fn logs_prints_the_history_and_follow_keeps_printing_new_lines() {
         let text = stdout(&o);
         (o.status.code() == Some(0) && text.contains("tick")).then_some((text, stderr(&o)))
     });
+    let seen_first = std::time::Instant::now();
     assert!(out.0.starts_with("first\n"), "{}", out.0);
     assert!(out.1.contains("oops"), "stderr lines go to stderr: {}", out.1);
     let tail = s.ok(&["logs", "talker", "-n", &ns, "--tail", "1", "--timestamps"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("20"), "a timestamp first: {tail}");
+
+    // `--since` leaves out older lines: "first" was written at least 3 s before `--since 1s`
+    // (whole seconds: a window of at most 2 s).
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(seen_first.elapsed()));
+    let since = s.ok(&["logs", "talker", "-n", &ns, "--since", "1s"]);
+    assert!(!since.contains("first") && since.contains("tick"), "--since 1s: {since}");
+    assert!(s.ok(&["logs", "talker", "-n", &ns, "--since", "1h"]).starts_with("first\n"));
 
     // `--tail 0` is no past line at all (docker/kubectl semantics).
     let none = s.ok(&["logs", "talker", "-n", &ns, "--tail", "0"]);

@@ -100,7 +100,13 @@ fn the_gitops_walkthrough_in_the_docs_works_end_to_end() {
         (v["state"] == "ok" && v["commit"] == second.as_str()).then_some(())
     });
 
-    // 6. Remove a file and commit: its resource and its Docker container are pruned.
+    // 6. Add a file and commit: its container is created.
+    write(infra, "cache/cache.yaml", &manifest(&ns, "cache", "cache-v1"));
+    git(infra, &["add", "cache"]);
+    git(infra, &["commit", "-qm", "cache"]);
+    eventually(LIMIT, "cache is Ready", || ready(&s, &ns, "cache").then_some(()));
+
+    // 7. Remove a file and commit: its resource and its Docker container are pruned.
     git(infra, &["rm", "-q", "worker/worker.yaml"]);
     git(infra, &["commit", "-qm", "no worker"]);
     eventually(LIMIT, "worker is pruned", || {
@@ -111,7 +117,7 @@ fn the_gitops_walkthrough_in_the_docs_works_end_to_end() {
     let st = sync_status(&s);
     assert_eq!(st["counts"]["Container"]["pruned"], 1, "{st}");
 
-    // 7. A typo changes nothing: the status names the file; the last good state stays.
+    // 8. A typo changes nothing: the status names the file; the last good state stays.
     std::fs::write(
         infra.join("web/web.yaml"),
         manifest(&ns, "web", "web-v3").replace("image:", "imgae:"),
@@ -126,7 +132,7 @@ fn the_gitops_walkthrough_in_the_docs_works_end_to_end() {
     git(infra, &["checkout", "--", "web/web.yaml"]);
     eventually(LIMIT, "sync status: ok again", || (sync_status(&s)["state"] == "ok").then_some(()));
 
-    // 8. The audit log shows what the sync did.
+    // 9. The audit log shows what the sync did.
     let audit = s.ok(&["audit", "--actor", "sync", "--json"]);
     assert!(audit.contains("sync.apply") && audit.contains(&second), "{audit}");
 }

@@ -1,7 +1,7 @@
 //! The CLI against a real `berth serve` over HTTPS with a certificate from a private CA (made
 //! with the openssl CLI, which the test environment provides): `login --ca-cert` keeps the CA in
-//! the context, HTTP requests and the `wss://` websocket (logs, exec) trust it, and without it
-//! the server is refused.
+//! the context, HTTP requests (apply --wait, get -w) and the `wss://` websocket (logs, exec)
+//! trust it, and without it the server is refused.
 
 mod common;
 
@@ -101,6 +101,19 @@ fn logs_and_exec_use_wss_with_the_ca_from_login_against_an_https_server() {
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert_eq!(first.as_deref(), Some("hello from web"), "{}", stderr(&out));
+
+    // get -w: the REST watch stream over HTTPS.
+    let mut child = s
+        .berth()
+        .args(["get", "containers", "-n", &ns, "-w", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().and_then(Result::ok);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(first.as_deref(), Some("container/web"), "{}", stderr(&out));
 
     // exec over wss://: the command's output and exit code.
     let o = s.run(&["exec", "web", "-n", &ns, "--", "sh", "-c", "echo over-tls; exit 4"]);

@@ -303,7 +303,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let sync = sync_dir.map(|dir| {
         let source = SyncSource::new(dir);
         let initial = SyncStatus {
-            directory: source.dir.display().to_string(),
+            directory: std::path::absolute(&source.dir)
+                .unwrap_or_else(|_| source.dir.clone())
+                .display()
+                .to_string(),
             source: source.name.clone(),
             ..SyncStatus::default()
         };

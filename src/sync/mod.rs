@@ -416,7 +416,7 @@ pub async fn run_sync<A: Apply>(
     }
     let root = std::path::absolute(&source.dir).unwrap_or_else(|_| source.dir.clone());
     status.send_modify(|s| {
-        s.directory = source.dir.display().to_string();
+        s.directory = root.display().to_string();
         s.source = source.name.clone();
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();

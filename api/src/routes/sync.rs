@@ -86,7 +86,7 @@ pub struct SyncProblem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
-    /// The synced directory, as given.
+    /// The synced directory (absolute).
     pub directory: String,
     /// The sync source's name (the `berth.dev/sync-source` label value).
     pub source: String,

@@ -6,7 +6,9 @@
 //! - peak RSS of this process (`VmHWM`).
 //!
 //! Run with `cargo bench -p berth-controller --bench store`. Scale the write counts with
-//! `BERTH_BENCH_SCALE` (default 1.0). Targets (issue 3): 16 writers ≥ 10× the floor and
+//! `BERTH_BENCH_SCALE` (default 1.0); `BERTH_BENCH_CACHE_MIB` sets sled's cache cap;
+//! `BERTH_BENCH_SKIP_WRITES=1` runs only the audit phase (its memory in a fresh process);
+//! `BERTH_BENCH_BARE_SCAN=1` runs only a diagnostic of where a full scan's memory goes. Targets (issue 3): 16 writers ≥ 10× the floor and
 //! ≥ 5,000 writes/s; disk ÷ logical ≤ 2; peak RSS ≤ 64 MiB.
 
 use std::path::Path;
@@ -126,8 +128,8 @@ async fn berth_writes(
     Ok(per_second(writers * per_writer, start.elapsed()))
 }
 
-async fn audit_space(dir: &Path, events: u64) -> anyhow::Result<(u64, u64, u64, f64)> {
-    let store = SledStore::open(config(dir))?;
+/// Appends `events` audit events from 32 concurrent writers; answers events per second.
+async fn append_audit(store: &SledStore, events: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let writers = 32;
     let mut tasks = tokio::task::JoinSet::new();
@@ -150,8 +152,41 @@ async fn audit_space(dir: &Path, events: u64) -> anyhow::Result<(u64, u64, u64, 
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    let rate = per_second(events / writers * writers, start.elapsed());
+    Ok(per_second(events / writers * writers, start.elapsed()))
+}
+
+/// `BERTH_BENCH_BARE_SCAN=1`: where the memory of a full scan goes. Appends the events,
+/// closes the store, then scans the audit tree with bare sled (no decoding, nothing kept) and
+/// reports memory around it. Prints no table.
+async fn bare_scan_diagnostic(dir: &Path, events: u64) -> anyhow::Result<()> {
+    let store = SledStore::open(config(dir))?;
+    append_audit(&store, events).await?;
+    store.close();
+    drop(store);
+    report_memory("appending the audit events and closing the store");
+    let cache = config(dir).cache_bytes;
+    let db = sled::Config::new().path(dir).cache_capacity(cache).open()?;
+    let tree = db.open_tree("audit")?;
+    report_memory(&format!("opening bare sled (cache_capacity {} MiB)", cache >> 20));
+    let mut bytes = 0usize;
+    for item in tree.iter() {
+        let (k, v) = item?;
+        bytes += k.len() + v.len();
+    }
+    report_memory(&format!("a bare Tree::iter scan of {} MiB", bytes >> 20));
+    drop(tree);
+    drop(db);
+    report_memory("closing bare sled");
+    Ok(())
+}
+
+async fn audit_space(dir: &Path, events: u64) -> anyhow::Result<(u64, u64, u64, f64)> {
+    let store = SledStore::open(config(dir))?;
+    let rate = append_audit(&store, events).await?;
     report_memory("appending the audit events");
+    let report = store.verify_audit_blocking()?;
+    assert!(report.is_ok(), "{report:?}");
+    report_memory("verifying the audit chain");
     // Logical bytes: what the audit events are (key + stored value), nothing else.
     let mut logical = 0u64;
     let mut cursor = None;
@@ -193,11 +228,20 @@ fn main() -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
+    let events = scaled(100_000.0);
+    if std::env::var_os("BERTH_BENCH_BARE_SCAN").is_some() {
+        return rt.block_on(bare_scan_diagnostic(&tmp.path().join("audit"), events));
+    }
+    // `BERTH_BENCH_SKIP_WRITES=1`: only the audit phase, to see its memory in a fresh process.
+    let skip_writes = std::env::var_os("BERTH_BENCH_SKIP_WRITES").is_some();
     let floor_n = scaled(1000.0);
-    let floor = bare_sled(&tmp.path().join("floor"), floor_n)?;
+    let floor = if skip_writes { f64::NAN } else { bare_sled(&tmp.path().join("floor"), floor_n)? };
     report_memory("bare sled");
 
-    let (one, sixteen) = rt.block_on(async {
+    let (one, sixteen) = if skip_writes {
+        (f64::NAN, f64::NAN)
+    } else {
+        rt.block_on(async {
         let store = SledStore::open(config(&tmp.path().join("berth")))?;
         let one = berth_writes(&store, 1, scaled(1000.0), "one").await?;
         let before = store.stats();
@@ -213,10 +257,10 @@ fn main() -> anyhow::Result<()> {
         );
         store.close();
         Ok::<_, anyhow::Error>((one, sixteen))
-    })?;
+    })?
+    };
     report_memory("durable writes");
 
-    let events = scaled(100_000.0);
     let (logical, allocated, apparent, audit_rate) =
         rt.block_on(audit_space(&tmp.path().join("audit"), events))?;
     report_memory("reading the audit events back");

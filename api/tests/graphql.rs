@@ -35,9 +35,11 @@ async fn engine() -> Arc<dyn Driver> {
     Arc::new(d)
 }
 
-/// A running container labelled as berth's `Container default/<name>`; removed on drop.
+/// A running container labelled as berth's `Container default/<name>`; removed on drop, also
+/// when the test panics (the removal runs on its own thread and runtime, so it completes while
+/// the test's runtime is going away). Test scripts end on their own too (bounded loops,
+/// `timeout`), so that even a leaked container cannot eat CPU for long.
 struct TestContainer {
-    driver: Arc<dyn Driver>,
     id: String,
 }
 
@@ -60,21 +62,28 @@ impl TestContainer {
             ..ContainerCreate::default()
         };
         let id = within("container create", driver.create_container(&spec)).await.expect("create");
-        within("container start", driver.start_container(&id)).await.expect("start");
-        Self { driver, id }
+        // Guard first, so that a failed start still removes the container.
+        let c = Self { id };
+        within("container start", driver.start_container(&c.id)).await.expect("start");
+        c
     }
 }
 
 impl Drop for TestContainer {
     fn drop(&mut self) {
-        let driver = Arc::clone(&self.driver);
         let id = self.id.clone();
-        // Cleanup must not panic; the runtime may be gone already.
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(async move {
-                let _ = driver.remove_container(&id).await;
+        // Cleanup must not panic.
+        let removal = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(d) = BollardDriver::connect(&DockerConfig::from_env()).await {
+                    let _ = tokio::time::timeout(LIMIT, d.remove_container(&id)).await;
+                }
             });
-        }
+        });
+        let _ = removal.join();
     }
 }
 
@@ -149,6 +158,25 @@ impl Ws {
         }
     }
 
+    /// The next protocol message or the close frame, as is (pings are not answered).
+    async fn frame(&mut self) -> Frame {
+        loop {
+            match within("a websocket frame", self.inner.next()).await {
+                Some(Ok(Message::Text(t))) => {
+                    return Frame::Text(serde_json::from_str(&t).expect("JSON"));
+                }
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return Frame::Close(u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return Frame::Close(u16::from(CloseCode::Status), String::new());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("websocket error: {e}"),
+            }
+        }
+    }
+
     async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}))
             .await;
@@ -182,6 +210,13 @@ impl Ws {
     }
 }
 
+/// A websocket frame as the client sees it.
+#[derive(Debug)]
+enum Frame {
+    Text(Value),
+    Close(u16, String),
+}
+
 async fn post(s: &TestServer, token: Option<&str>, body: Value) -> common::Resp {
     s.post_json("/graphql", token, body).await
 }
@@ -201,7 +236,7 @@ async fn logs_tail_returns_the_last_lines_and_follow_keeps_streaming_new_ones() 
     let c = TestContainer::start(
         engine().await,
         "logs",
-        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+        "i=0; while [ $i -lt 6000 ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
     )
     .await;
     let mut ws = Ws::connect(&s, &admin).await;
@@ -253,7 +288,9 @@ async fn logs_tail_returns_the_last_lines_and_follow_keeps_streaming_new_ones() 
 async fn stats_report_sane_cpu_memory_network_and_pids() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "stats", "while true; do :; done").await;
+    let _c =
+        TestContainer::start(engine().await, "stats", "timeout 600 sh -c 'while :; do :; done'")
+            .await;
     let mut ws = Ws::connect(&s, &admin).await;
     let q = "subscription { stats(name: \"stats\", intervalMs: 500) { cpuPercent onlineCpus memoryUsage memoryLimit memoryPercent netRx netTx blockRead blockWrite pids timestamp dropped } }";
     ws.subscribe("s", q, json!({})).await;
@@ -285,7 +322,7 @@ async fn stats_report_sane_cpu_memory_network_and_pids() {
 async fn exec_with_a_tty_takes_stdin_and_a_resize_and_reports_the_exit_code() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "exec", "sleep 3600").await;
+    let _c = TestContainer::start(engine().await, "exec", "sleep 600").await;
     let mut ws = Ws::connect(&s, &admin).await;
     let q = "subscription { exec(name: \"exec\", command: [\"sh\"], tty: true) { type sessionId stream data exitCode } }";
     ws.subscribe("x", q, json!({})).await;
@@ -479,7 +516,7 @@ async fn depth_alias_complexity_and_batch_limits_are_enforced_with_codes() {
 async fn queries_and_mutations_cover_resources_users_audit_and_the_engine() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "q", "sleep 3600").await;
+    let _c = TestContainer::start(engine().await, "q", "sleep 600").await;
     let yaml = common::container_yaml("web", &image());
     let r = post(&s, Some(&admin), json!({"query": "mutation($m: String!) { apply(manifest: $m, dryRun: true) }", "variables": {"m": yaml}})).await;
     assert_eq!(r.json()["data"]["apply"]["dryRun"], true, "{}", r.text());
@@ -595,4 +632,208 @@ async fn the_stock_graphql_ws_npm_client_subscribes_with_nothing_but_the_url_and
         serde_json::from_str(stdout.lines().next().expect("a result")).expect("JSON");
     assert_eq!(first["data"]["resourceChanges"]["object"]["name"], "npm");
     assert_eq!(first["data"]["resourceChanges"]["type"], "ADDED");
+}
+
+#[tokio::test]
+async fn graphql_writes_are_audited_with_source_graphql_and_rest_ones_with_rest() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let yaml = common::container_yaml("audited", &image());
+    let gql = |q: &'static str, vars: Value| {
+        let (s, admin) = (&s, admin.clone());
+        async move {
+            let r = post(s, Some(&admin), json!({"query": q, "variables": vars})).await;
+            let j = r.json();
+            assert!(j["errors"].is_null(), "{q}: {j}");
+            j["data"].clone()
+        }
+    };
+    gql("mutation($m: String!) { apply(manifest: $m) }", json!({"m": yaml})).await;
+    gql("mutation { restartContainer(name: \"audited\") { name } }", json!({})).await;
+    gql("mutation { delete(kind: \"Container\", name: \"audited\") }", json!({})).await;
+    gql(
+        "mutation { createUser(username: \"gus\", password: \"gus-password\", role: \"viewer\") }",
+        json!({}),
+    )
+    .await;
+    gql("mutation { updateUser(username: \"gus\", role: \"operator\") }", json!({})).await;
+    gql("mutation { setUserPassword(username: \"gus\", password: \"gus-password-2\") }", json!({}))
+        .await;
+    let t = gql("mutation { createApiToken(name: \"ci\") }", json!({})).await;
+    let id = t["createApiToken"]["id"].as_str().expect("token id").to_owned();
+    gql("mutation($id: String!) { revokeApiToken(id: $id) }", json!({"id": id})).await;
+    gql("mutation { deleteUser(username: \"gus\") }", json!({})).await;
+    // The same kind of write through REST.
+    let r = s.apply_yaml(&admin, "", &common::container_yaml("rested", &image())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let page = gql("{ auditEvents(actor: \"user:admin\", limit: 1000) }", json!({})).await;
+    let events = page["auditEvents"]["events"].as_array().expect("events").clone();
+    let by_rest = |e: &Value| {
+        e["name"] == "rested" || e["verb"].as_str().is_some_and(|v| v.starts_with("refresh."))
+    };
+    let mut verbs = std::collections::BTreeSet::new();
+    for e in &events {
+        if by_rest(e) {
+            assert_eq!(e["source"], "rest", "{e}");
+        } else {
+            assert_eq!(e["source"], "graphql", "a GraphQL write audited as {}: {e}", e["source"]);
+            verbs.insert(e["verb"].as_str().expect("verb").to_owned());
+        }
+    }
+    for v in [
+        "create",
+        "update",
+        "delete",
+        "user.create",
+        "user.update",
+        "user.delete",
+        "token.create",
+        "token.revoke",
+    ] {
+        assert!(verbs.contains(v), "no GraphQL {v} event among {verbs:?}: {events:?}");
+    }
+    assert!(events.iter().any(|e| e["name"] == "rested" && e["verb"] == "create"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_with_4401_when_its_access_token_expires() {
+    // Access tokens live 2 to 3 seconds here (JWT times are whole seconds).
+    let s = server_with(|c| c.access_token_ttl = Duration::from_secs(3)).await;
+    for proto in ["graphql-transport-ws", "graphql-ws"] {
+        // A token can expire before its connection_init is answered on a loaded machine:
+        // then try again with a fresh one, until a connection was accepted and later closed.
+        let mut closed_after_ack = None;
+        for _ in 0..5 {
+            let (access, _) = s.tokens("admin", common::ADMIN_PASSWORD).await;
+            let mut ws = ws_raw(&s, proto, None).await.expect("handshake");
+            ws.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {access}")}}))
+                .await;
+            match ws.frame().await {
+                Frame::Text(m) if m["type"] == "connection_ack" => {}
+                Frame::Close(4401, _) => continue, // expired before the ack
+                other => panic!("{proto}: unexpected {other:?}"),
+            }
+            // The connection stays quiet until the token expires; then the server closes it.
+            let close = loop {
+                match ws.frame().await {
+                    Frame::Close(code, reason) => break (code, reason),
+                    Frame::Text(m)
+                        if ["ping", "ka"].contains(&m["type"].as_str().unwrap_or("")) =>
+                    {
+                        if m["type"] == "ping" {
+                            ws.send(json!({"type": "pong"})).await;
+                        }
+                    }
+                    Frame::Text(m) => panic!("{proto}: unexpected {m}"),
+                }
+            };
+            closed_after_ack = Some(close);
+            break;
+        }
+        let (code, reason) =
+            closed_after_ack.unwrap_or_else(|| panic!("{proto}: never acknowledged in 5 tries"));
+        assert_eq!(code, 4401, "{proto}: {reason}");
+        assert!(reason.contains("expired"), "{proto}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_get_keepalives_and_pings_are_answered_in_both_protocols() {
+    let s = server_with(|c| c.graphql.keepalive_interval = Duration::from_millis(200)).await;
+    let admin = s.admin().await;
+    // graphql-transport-ws: the server pings an idle connection, and answers a client ping.
+    let mut ws = Ws::connect(&s, &admin).await;
+    match ws.frame().await {
+        Frame::Text(m) => assert_eq!(m["type"], "ping", "{m}"),
+        other => panic!("expected a ping, got {other:?}"),
+    }
+    ws.send(json!({"type": "pong"})).await;
+    ws.send(json!({"type": "ping"})).await;
+    loop {
+        match ws.frame().await {
+            Frame::Text(m) if m["type"] == "pong" => break,
+            Frame::Text(m) if m["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+    // The older graphql-ws: `ka` messages after the ack.
+    let mut old = ws_raw(&s, "graphql-ws", None).await.expect("handshake");
+    old.send(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {admin}")}}),
+    )
+    .await;
+    let mut kas = 0;
+    let mut acked = false;
+    while kas < 2 {
+        match old.frame().await {
+            Frame::Text(m) if m["type"] == "connection_ack" => acked = true,
+            Frame::Text(m) if m["type"] == "ka" => {
+                assert!(acked, "ka before the ack");
+                kas += 1;
+            }
+            other => panic!("expected ack and ka, got {other:?}"),
+        }
+    }
+}
+
+/// Runs `command` through the exec subscription, writes `input` then closes stdin with
+/// `execInput(eof: true)`, and returns (stdout bytes, exit code).
+async fn exec_to_eof(
+    s: &TestServer,
+    token: &str,
+    command: &[&str],
+    input: &str,
+) -> (Vec<u8>, Value) {
+    let mut ws = Ws::connect(s, token).await;
+    let q = "subscription($c: [String!]!) { exec(name: \"eof\", command: $c) { type sessionId stream data exitCode } }";
+    ws.subscribe("x", q, json!({"c": command})).await;
+    let first = ws.next_data("x").await;
+    assert_eq!(first["exec"]["type"], "STARTED", "{first}");
+    let sid = first["exec"]["sessionId"].as_str().expect("session").to_owned();
+    let m = "mutation($s: String!, $d: String!, $e: Boolean!) { execInput(sessionId: $s, data: $d, eof: $e) }";
+    // Data first, then the end of input on its own: the command is still running in between.
+    let r =
+        post(s, Some(token), json!({"query": m, "variables": {"s": sid, "d": input, "e": false}}))
+            .await;
+    assert_eq!(r.json()["data"]["execInput"], true, "{}", r.text());
+    let r = post(s, Some(token), json!({"query": m, "variables": {"s": sid, "d": "", "e": true}}))
+        .await;
+    assert_eq!(r.json()["data"]["execInput"], true, "{}", r.text());
+    let mut out = Vec::new();
+    loop {
+        let e = ws.next_data("x").await["exec"].clone();
+        match e["type"].as_str() {
+            Some("OUTPUT") => out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(e["data"].as_str().expect("data"))
+                    .expect("base64"),
+            ),
+            Some("EXIT") => {
+                // Input after the end of input is refused, not queued.
+                let r = post(
+                    s,
+                    Some(token),
+                    json!({"query": m, "variables": {"s": sid, "d": "late", "e": false}}),
+                )
+                .await;
+                assert!(!r.json()["errors"].is_null(), "{}", r.text());
+                return (out, e["exitCode"].clone());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn exec_input_eof_closes_stdin_so_cat_and_wc_finish_with_their_exit_code() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let _c = TestContainer::start(engine().await, "eof", "sleep 600").await;
+    let (out, code) = exec_to_eof(&s, &admin, &["wc", "-c"], "hello\n").await;
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "6");
+    assert_eq!(code, 0);
+    let (out, code) = exec_to_eof(&s, &admin, &["sh", "-c", "cat; exit 7"], "abc").await;
+    assert_eq!(String::from_utf8_lossy(&out), "abc");
+    assert_eq!(code, 7);
 }

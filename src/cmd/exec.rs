@@ -1,5 +1,6 @@
 //! `berth exec [-i] [-t] NAME -- CMD...`: runs a command in a container through the GraphQL
-//! `exec` subscription. `-i` forwards stdin (`execInput`), `-t` gives the command a terminal:
+//! `exec` subscription. `-i` forwards stdin (`execInput`) and closes the command's stdin when
+//! ours ends (`execInput(eof: true)`), `-t` gives the command a terminal:
 //! the local one goes into raw mode and window size changes are forwarded (`execResize`).
 //!
 //! Exit status: the command's own exit code; 1 when it cannot be started or the connection
@@ -42,6 +43,7 @@ const EXEC: &str = "subscription Exec($namespace: String!, $name: String!, $comm
     { type sessionId stream data exitCode } }";
 const INPUT: &str =
     "mutation In($s: String!, $d: String!) { execInput(sessionId: $s, data: $d, base64: true) }";
+const EOF: &str = "mutation Eof($s: String!) { execInput(sessionId: $s, eof: true) }";
 const RESIZE: &str = "mutation Rs($s: String!, $c: Int!, $r: Int!) { execResize(sessionId: $s, cols: $c, rows: $r) }";
 
 /// Leaves raw mode when dropped.
@@ -107,8 +109,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         tasks.spawn(async move {
                             let mut stdin = tokio::io::stdin();
                             let mut buf = vec![0u8; 8192];
-                            while let Ok(n) = stdin.read(&mut buf).await {
+                            loop {
+                                let n = stdin.read(&mut buf).await.unwrap_or(0);
                                 if n == 0 {
+                                    // End of our stdin: close the command's, so that
+                                    // `echo hi | berth exec -i c -- wc -c` ends.
+                                    let _ = c.graphql(EOF, json!({"s": s})).await;
                                     break;
                                 }
                                 let d = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);

@@ -58,6 +58,9 @@ pub struct Principal {
     pub role: Role,
     /// How they authenticated.
     pub credential: Credential,
+    /// Which face of the API they came through ([`Source::Rest`] unless the GraphQL transport
+    /// says [`Source::Graphql`]); their writes are audited with it.
+    pub source: Source,
 }
 
 impl Principal {
@@ -77,9 +80,16 @@ impl Principal {
         }
     }
 
-    /// The write context for a REST write by this caller.
+    /// The write context for a write by this caller, audited with the face they came through.
     pub fn ctx(&self) -> WriteContext {
-        WriteContext::new(self.actor(), Source::Rest)
+        WriteContext::new(self.actor(), self.source)
+    }
+
+    /// The same caller, coming through the GraphQL API.
+    #[must_use]
+    pub fn via_graphql(mut self) -> Self {
+        self.source = Source::Graphql;
+        self
     }
 }
 
@@ -136,6 +146,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
             username: user.username,
             role: t.role.min(user.role),
             credential: Credential::ApiToken { id: t.id },
+            source: Source::Rest,
         });
     }
     let claims = state.keys().verify(token).map_err(|e| {
@@ -150,6 +161,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
         username: user.username,
         role: claims.role.min(user.role),
         credential: Credential::Session { sid: claims.sid, jti: claims.jti },
+        source: Source::Rest,
     })
 }
 

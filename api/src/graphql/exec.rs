@@ -1,12 +1,22 @@
 //! Live exec sessions: the `exec` subscription registers one, `execInput` and `execResize` find
 //! it by id (only for the user who started it), and ending the subscription removes it, which
-//! closes the process's stdin and its attach connection.
+//! closes the process's stdin and its attach connection. `execInput(..., eof: true)` closes
+//! the process's stdin while its output keeps flowing, so `cat` or `wc -c` can finish.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+/// What `execInput` sends to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes for the process's standard input.
+    Data(Bytes),
+    /// End of input: the process's standard input is closed (shut down for writing).
+    Eof,
+}
 
 /// What a mutation needs to reach a running session.
 #[derive(Debug, Clone)]
@@ -16,7 +26,7 @@ pub struct SessionHandle {
     /// The Engine's exec id (for resize).
     pub exec_id: String,
     /// Standard input.
-    pub input: mpsc::Sender<Bytes>,
+    pub input: mpsc::Sender<Input>,
 }
 
 /// The sessions of this server, by session id.

@@ -14,6 +14,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::error::{GqlResult, IntoGql, coded};
+use super::exec::Input;
 use super::policy::{Root, RootPolicy, principal};
 use super::query::{docker, parse_kind, state};
 use super::types::Resource;
@@ -193,13 +194,16 @@ impl Mutation {
     }
 
     /// Sends bytes to the standard input of one's own exec session. `data` is text, or
-    /// base64 with `base64: true`.
+    /// base64 with `base64: true`; with `eof: true` the process's standard input is closed
+    /// after `data` (which may be empty), as at the end of a pipe, so that commands reading
+    /// to the end (`cat`, `wc -c`) finish and report their exit code.
     async fn exec_input(
         &self,
         ctx: &Context<'_>,
         session_id: String,
-        data: String,
+        #[graphql(default)] data: String,
         #[graphql(default)] base64: bool,
+        #[graphql(default, desc = "close the process's standard input after data")] eof: bool,
     ) -> GqlResult<bool> {
         let p = principal(ctx)?;
         let bytes = if base64 {
@@ -213,10 +217,13 @@ impl Mutation {
             state(ctx)?.graphql().exec.get(&session_id, &p.username).ok_or_else(|| {
                 coded("not_found", format!("exec session {session_id:?} not found"))
             })?;
-        s.input
-            .send(Bytes::from(bytes))
-            .await
-            .map_err(|_| coded("gone", "the exec session has ended"))?;
+        let gone = |_| coded("gone", "the exec session has ended or its stdin is closed");
+        if !bytes.is_empty() {
+            s.input.send(Input::Data(Bytes::from(bytes))).await.map_err(gone)?;
+        }
+        if eof {
+            s.input.send(Input::Eof).await.map_err(gone)?;
+        }
         Ok(true)
     }
 

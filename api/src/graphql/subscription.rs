@@ -15,14 +15,13 @@ use berth_controller::docker::{
 };
 use berth_controller::store::{WatchError, WatchQuery};
 use berth_schemas::{Kind, ResourceKey};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 use super::error::{GqlResult, IntoGql, coded};
-use super::exec::SessionHandle;
+use super::exec::{Input, SessionHandle};
 use super::hub::Slot;
 use super::policy::{Root, RootPolicy, principal};
 use super::query::{docker, parse_kind, parse_selector, state};
@@ -393,7 +392,7 @@ impl SubscriptionRoot {
         };
         let session = driver.exec_start(&id, &spec).await.gql()?;
         let session_id = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let (tx, rx) = mpsc::channel::<Input>(64);
         let handle = SessionHandle { owner, exec_id: session.id.clone(), input: tx };
         let reg = st.graphql().exec.register(session_id.clone(), handle);
         let started = ExecEvent {
@@ -475,7 +474,7 @@ struct ExecRun {
     exec_id: String,
     output: berth_controller::docker::LogStream,
     input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Input>,
     driver: Arc<dyn Driver>,
     done: bool,
 }
@@ -514,14 +513,23 @@ impl ExecRun {
                     None => break,
                 },
                 data = self.rx.recv(), if self.input.is_some() => match data {
-                    Some(d) => {
+                    Some(Input::Data(d)) => {
                         let ok = match self.input.as_mut() {
                             Some(w) => w.write_all(&d).await.is_ok() && w.flush().await.is_ok(),
                             None => false,
                         };
                         if !ok {
                             self.input = None;
+                            self.rx.close();
                         }
+                    }
+                    Some(Input::Eof) => {
+                        // Half-close the attach connection: the Engine closes the process's
+                        // stdin and keeps sending its output. Later input is refused.
+                        if let Some(mut w) = self.input.take() {
+                            let _ = w.shutdown().await;
+                        }
+                        self.rx.close();
                     }
                     None => self.input = None,
                 },

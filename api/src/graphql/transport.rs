@@ -68,7 +68,7 @@ async fn graphql_post(
     req: GraphQLBatchRequest,
 ) -> Response {
     let principal = match auth::authenticate(&state, &headers).await {
-        Ok(p) => p,
+        Ok(p) => p.via_graphql(),
         Err(e) => return api_error_response(&e),
     };
     if let Err(retry_after) = state.per_token().check(&principal.rate_key()) {
@@ -208,7 +208,7 @@ async fn connection_init(
     };
     let (expires, disabled) = credential_facts(&state, &token).await;
     let principal: Principal = match auth::authenticate_token(&state, &token).await {
-        Ok(p) => p,
+        Ok(p) => p.via_graphql(),
         Err(_) if disabled => return Err(refuse(CLOSE_FORBIDDEN, "Forbidden: account disabled")),
         Err(_) => return Err(refuse(CLOSE_UNAUTHORIZED, "Unauthorized")),
     };

@@ -128,11 +128,14 @@ impl Ws {
         within("send", self.inner.send(Message::Text(v.to_string().into()))).await.expect("send");
     }
 
-    /// The next protocol message, answering server pings.
+    /// The next protocol message, answering server pings. The time limit covers the whole
+    /// wait, so that keepalive pings cannot keep a test waiting for ever.
     async fn recv(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
-            let m = within("a websocket message", self.inner.next())
+            let m = tokio::time::timeout_at(deadline, self.inner.next())
                 .await
+                .unwrap_or_else(|_| panic!("timed out waiting for a websocket message"))
                 .expect("the socket closed")
                 .expect("websocket error");
             if let Message::Text(t) = m {
@@ -589,13 +592,24 @@ async fn queries_and_mutations_cover_resources_users_audit_and_the_engine() {
 async fn the_per_user_subscription_cap_refuses_one_more() {
     let s = server_with(|c| c.graphql.max_subscriptions_per_user = 2).await;
     let admin = s.admin().await;
+    let a = s.apply_yaml(&admin, "", &common::container_yaml("capped", &image())).await;
+    assert_eq!(a.status, 200, "{}", a.text());
     let mut ws = Ws::connect(&s, &admin).await;
     let q = "subscription { resourceChanges(kind: \"Container\") { type } }";
+    // One at a time: subscriptions sent together start in no particular order, so which one
+    // is refused would be a matter of luck. Each one's first item shows it holds its slot.
     ws.subscribe("1", q, json!({})).await;
+    ws.next_data("1").await;
     ws.subscribe("2", q, json!({})).await;
+    ws.next_data("2").await;
     ws.subscribe("3", q, json!({})).await;
     let m = ws.next_for("3").await;
     assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "too_many_subscriptions", "{m}");
+    // Ending one frees its slot.
+    ws.send(json!({"id": "1", "type": "complete"})).await;
+    ws.subscribe("4", q, json!({})).await;
+    let d = ws.next_data("4").await;
+    assert_eq!(d["resourceChanges"]["type"], "ADDED");
 }
 
 #[tokio::test]
@@ -836,4 +850,31 @@ async fn exec_input_eof_closes_stdin_so_cat_and_wc_finish_with_their_exit_code()
     let (out, code) = exec_to_eof(&s, &admin, &["sh", "-c", "cat; exit 7"], "abc").await;
     assert_eq!(String::from_utf8_lossy(&out), "abc");
     assert_eq!(code, 7);
+}
+
+#[tokio::test]
+async fn docker_events_deliver_a_container_start_matching_the_filters() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription { dockerEvents(filters: {type: \"container\", actions: [\"start\"], label: \"dev.berth.test=graphql\", managed: true}) { type action id attributes timeNano time } }";
+    ws.subscribe("e", q, json!({})).await;
+    // The subscription runs once its resolver took its slot; events from then on arrive.
+    within("the subscription to start", async {
+        while berth_api::graphql::subscriptions_held(&s.state, "admin") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let c = TestContainer::start(engine().await, "events", "sleep 600").await;
+    loop {
+        let e = ws.next_data("e").await["dockerEvents"].clone();
+        assert_eq!(e["action"], "start", "{e}");
+        assert_eq!(e["attributes"]["dev.berth.test"], "graphql", "{e}");
+        if e["id"] == c.id.as_str() {
+            assert_eq!(e["type"], "container");
+            assert!(e["time"].is_string() && e["timeNano"].is_string(), "{e}");
+            break;
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //!   guard on each root type against the REST policy table.
 //! - [`query`], [`mutation`], [`subscription`]: the root types; [`types`]: what they return.
 //! - [`hub`]: one Engine stream per container for followed logs and stats, fanned out to every
-//!   subscriber with a bounded buffer each; [`exec`]: live exec sessions.
+//!   subscriber with a bounded buffer each; [`exec`]: live exec sessions; [`events`]: the
+//!   Engine event stream behind `dockerEvents`, resubscribed when it drops.
 //! - [`transport`]: [`routes`], the HTTP handler and the websocket (graphql-transport-ws and
 //!   the older graphql-ws), with authentication in `connection_init`.
 //!
@@ -16,6 +17,7 @@
 //! [`AppState::with_driver`](crate::AppState::with_driver).
 
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod hub;
 pub mod mutation;
@@ -96,4 +98,11 @@ pub struct Shared {
 pub fn upstreams_opened(state: &crate::AppState) -> (u64, u64) {
     let g = state.graphql();
     (g.logs.upstreams_opened(), g.stats.upstreams_opened())
+}
+
+/// Subscriptions `user` holds now across connections (counted against
+/// [`GraphqlConfig::max_subscriptions_per_user`]); a subscription counts from the moment its
+/// resolver has run.
+pub fn subscriptions_held(state: &crate::AppState, user: &str) -> usize {
+    state.graphql().subscriptions.held(user)
 }

@@ -200,7 +200,9 @@ impl SubscriptionRoot {
         Ok(owned(stream::iter(initial).chain(changes).boxed(), keep, st))
     }
 
-    /// Docker Engine events (containers and images) from now on, filtered.
+    /// Docker Engine events (containers and images) from now on, filtered. When the Engine's
+    /// event stream drops (an Engine restart), it is resubscribed from the last event's time,
+    /// so the subscription carries on without losing or repeating events.
     async fn docker_events(
         &self,
         ctx: &Context<'_>,
@@ -208,12 +210,9 @@ impl SubscriptionRoot {
     ) -> Result<Items<DockerEvent>, async_graphql::Error> {
         let keep = slot(ctx)?;
         let filters = filters.unwrap_or_default();
-        let events = docker(ctx)?.events(None).filter_map(move |e| {
-            let out = match e {
-                Ok(e) if filters.matches(&e) => Some(Ok(DockerEvent::from(e))),
-                Ok(_) => None,
-                Err(e) => Some(Err(super::error::driver(e))),
-            };
+        let start = Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let events = super::events::resubscribing(docker(ctx)?, start).filter_map(move |e| {
+            let out = filters.matches(&e).then(|| Ok(DockerEvent::from(e)));
             futures::future::ready(out)
         });
         Ok(owned(events.boxed(), keep, state(ctx)?))

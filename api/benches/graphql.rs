@@ -4,11 +4,16 @@
 //!    container (target ≥ 0.9);
 //! 2. N concurrent `stats` subscribers to one container: Engine streams opened (target:
 //!    constant), p99 delivery latency from the Engine's read time (target ≤ 100 ms);
-//! 3. RSS per idle `resourceChanges` subscriber (target ≤ 50 KiB; server and clients share
-//!    this process, so the figure is an upper bound).
+//! 3. N concurrent idle `resourceChanges` subscribers on a server that runs in a child process
+//!    (this binary again, with `BERTH_GQLBENCH_SERVER=1`), so that its RSS is the server's
+//!    alone: RSS per idle subscriber from the child's `VmRSS` before and after the N
+//!    subscriptions were taken (target ≤ 50 KiB); then p99 delivery latency of a change to
+//!    all N (from just before the `apply` mutation was sent to each subscriber's receipt;
+//!    target ≤ 100 ms). `resourceChanges` reads the store's watch, no Engine stream.
 //!
 //! `eval "$(scripts/test-env env)"; cargo bench -p berth-api --bench graphql`
-//! (`BENCH_SUBSCRIBERS`, default 1000).
+//! (`BENCH_SUBSCRIBERS`, default 1000). Every phase has a time limit, so a hang is reported as
+//! an error naming the phase rather than a benchmark that never ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +50,9 @@ async fn subscribe(ws: &mut Ws, id: &str, query: &str) -> Result<()> {
     Ok(())
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident set size of process `pid`, in KiB (from `/proc/PID/status`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -85,15 +91,23 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if std::env::var_os(SERVER_ENV).is_some() {
+        return rt.block_on(child_server());
+    }
     rt.block_on(run())
 }
 
-async fn run() -> Result<()> {
-    let subscribers: usize =
-        std::env::var("BENCH_SUBSCRIBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+/// Set in the environment of the child process that serves phase 3.
+const SERVER_ENV: &str = "BERTH_GQLBENCH_SERVER";
+
+/// A server over a fresh store, for the subscription budget of `subscriptions`.
+async fn start_server(
+    subscriptions: usize,
+    driver: Option<Arc<dyn Driver>>,
+) -> Result<(AppState, std::net::SocketAddr, String, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let mut config = ServeConfig { data_dir: dir.path().to_owned(), ..ServeConfig::default() };
-    config.graphql.max_subscriptions_per_user = subscribers * 3;
+    config.graphql.max_subscriptions_per_user = subscriptions;
     config.per_token.burst = 1_000_000;
     let store = SledStore::open(StoreConfig::new(dir.path().join("store")))?;
     berth_api::auth::bootstrap_admin(&store, Some("bench-password".into())).await?;
@@ -112,27 +126,79 @@ async fn run() -> Result<()> {
     .family_id;
     let (token, _) =
         keys.issue("admin", berth_api::Role::Admin, &family, Duration::from_secs(3600))?;
+    let (_ready, ready_rx) = tokio::sync::watch::channel(true);
+    let mut state = AppState::new(config, keys, store, berth_api::Metrics::new(), ready_rx);
+    if let Some(d) = driver {
+        state = state.with_driver(d);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(berth_api::serve(listener, state.clone(), std::future::pending()));
+    Ok((state, addr, token, dir))
+}
+
+/// The child: serves until its stdin closes; prints `ADDR TOKEN` when listening.
+async fn child_server() -> Result<()> {
+    use tokio::io::AsyncReadExt as _;
+    let (_state, addr, token, _dir) = start_server(1_000_000, None).await?;
+    println!("{addr} {token}");
+    let mut sink = Vec::new();
+    tokio::io::stdin().read_to_end(&mut sink).await?;
+    Ok(())
+}
+
+/// Runs `f`, or fails naming `phase` after `limit`.
+async fn phase<T>(
+    name: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .with_context(|| format!("{name}: no end after {limit:?}"))?
+}
+
+async fn run() -> Result<()> {
+    let subscribers: usize =
+        std::env::var("BENCH_SUBSCRIBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let driver: Arc<dyn Driver> = Arc::new(
         BollardDriver::connect(&DockerConfig::from_env()).await.context("the test Engine")?,
     );
-    let (_ready, ready_rx) = tokio::sync::watch::channel(true);
-    let state = AppState::new(config, keys, store, berth_api::Metrics::new(), ready_rx)
-        .with_driver(Arc::clone(&driver));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_api::serve(listener, state.clone(), async move {
-        let _ = stop_rx.await;
-    }));
-    let mut made = Vec::new();
+    let (state, addr, token, _dir) =
+        start_server(subscribers * 3, Some(Arc::clone(&driver))).await?;
+    // Both containers first, so that they are removed whatever happens to the phases.
+    let logs_id = container(&driver, "logs", "seq 1 400000; sleep 1800").await?;
+    let made = vec![logs_id.clone()];
+    let made = match container(&driver, "stats", "sleep 1800").await {
+        Ok(id) => [made, vec![id]].concat(),
+        Err(e) => {
+            let _ = driver.remove_container(&logs_id).await;
+            return Err(e);
+        }
+    };
+    let result = phases(&driver, &state, addr, &token, subscribers, &logs_id).await;
+    for id in made {
+        let _ = driver.remove_container(&id).await;
+    }
+    result
+}
 
-    // 1. Log throughput: a container that writes a fixed log, then read it whole both ways.
-    let id = container(&driver, "logs", "seq 1 400000; sleep 3600").await?;
-    made.push(id.clone());
+async fn phases(
+    driver: &Arc<dyn Driver>,
+    state: &AppState,
+    addr: std::net::SocketAddr,
+    token: &str,
+    subscribers: usize,
+    logs_id: &str,
+) -> Result<()> {
+    // 1. Log throughput: a container that writes a fixed log; then a raw Engine API follow
+    // from the start and a GraphQL `logs(follow: true)` subscription each read it until its
+    // last line (the follow stays open; the reader stops at the known line count).
+    let id = logs_id;
     let total_lines = 400_000usize;
     loop {
         let opts = LogOptions { tail: Some(1), stdout: true, ..LogOptions::default() };
-        let last: Vec<_> = driver.logs(&id, &opts).collect().await;
+        let last: Vec<_> = driver.logs(id, &opts).collect().await;
         if last.iter().any(|c| c.as_ref().is_ok_and(|c| c.data.starts_with(b"400000"))) {
             break;
         }
@@ -142,50 +208,61 @@ async fn run() -> Result<()> {
     let mut gql_rate = 0.0f64;
     for _ in 0..3 {
         let t = Instant::now();
-        let opts = LogOptions { stdout: true, stderr: true, ..LogOptions::default() };
-        let mut s = driver.logs(&id, &opts);
-        let mut bytes = 0usize;
-        while let Some(c) = s.next().await {
-            bytes += c?.data.len();
-        }
+        let opts = LogOptions { follow: true, stdout: true, stderr: true, ..LogOptions::default() };
+        let mut s = driver.logs(id, &opts);
+        let (mut bytes, mut lines) = (0usize, 0usize);
+        phase("raw logs", Duration::from_secs(300), async {
+            while lines < total_lines {
+                let c = s.next().await.context("the Engine ended a follow")??;
+                bytes += c.data.len();
+                lines += c.data.iter().filter(|b| **b == b'\n').count();
+            }
+            Ok(())
+        })
+        .await?;
+        drop(s);
         raw_rate = raw_rate.max(bytes as f64 / t.elapsed().as_secs_f64());
 
-        let mut ws = connect(addr, &token).await?;
+        let mut ws = connect(addr, token).await?;
         let t = Instant::now();
-        subscribe(&mut ws, "l", "subscription { logs(name: \"logs\") { line } }").await?;
-        let mut lines = 0usize;
-        let mut bytes = 0usize;
-        while let Some(m) = ws.next().await {
-            let Message::Text(t) = m? else { continue };
-            let v: Value = serde_json::from_str(&t)?;
-            match v["type"].as_str() {
-                Some("next") => {
-                    lines += 1;
-                    bytes += v["payload"]["data"]["logs"]["line"].as_str().map_or(0, str::len) + 1;
+        let q = "subscription { logs(name: \"logs\", follow: true) { line dropped } }";
+        subscribe(&mut ws, "l", q).await?;
+        let (lines, bytes, last) = phase("GraphQL logs", Duration::from_secs(300), async {
+            let (mut lines, mut bytes, mut last) = (0usize, 0usize, String::new());
+            while lines < total_lines {
+                let m = ws.next().await.context("the server closed the socket")?;
+                let Message::Text(t) = m? else { continue };
+                let v: Value = serde_json::from_str(&t)?;
+                match v["type"].as_str() {
+                    Some("next") => {
+                        let l = &v["payload"]["data"]["logs"];
+                        lines += 1 + usize::try_from(l["dropped"].as_u64().unwrap_or(0))?;
+                        last = l["line"].as_str().unwrap_or_default().to_owned();
+                        bytes += last.len() + 1;
+                    }
+                    _ => bail!("unexpected {v}"),
                 }
-                Some("complete") => break,
-                _ => bail!("unexpected {v}"),
             }
-        }
-        if lines != total_lines {
-            bail!("got {lines} lines, expected {total_lines}");
+            Ok((lines, bytes, last))
+        })
+        .await?;
+        if lines != total_lines || last != total_lines.to_string() {
+            bail!("got {lines} lines ending with {last:?}, expected {total_lines}");
         }
         gql_rate = gql_rate.max(bytes as f64 / t.elapsed().as_secs_f64());
     }
     println!(
-        "logs: raw Engine {:.1} MB/s, GraphQL subscription {:.1} MB/s (log bytes), ratio {:.2} (target >= 0.9)",
+        "logs: raw Engine follow {:.1} MB/s, GraphQL logs(follow) subscription {:.1} MB/s (log bytes), ratio {:.2} (target >= 0.9)",
         raw_rate / 1e6,
         gql_rate / 1e6,
         gql_rate / raw_rate
     );
 
     // 2. N stats subscribers on one container over 10 connections.
-    let id = container(&driver, "stats", "sleep 3600").await?;
-    made.push(id);
     let conns = 10usize;
     let mut sockets = Vec::new();
     for c in 0..conns {
-        let mut ws = connect(addr, &token).await?;
+        let mut ws = connect(addr, token).await?;
         for i in 0..subscribers / conns {
             subscribe(
                 &mut ws,
@@ -217,9 +294,13 @@ async fn run() -> Result<()> {
             out
         });
     }
-    while let Some(r) = tasks.join_next().await {
-        latencies.extend(r?);
-    }
+    phase("stats", Duration::from_secs(300), async {
+        while let Some(r) = tasks.join_next().await {
+            latencies.extend(r?);
+        }
+        Ok(())
+    })
+    .await?;
     latencies.sort_unstable();
     let p = |q: f64| {
         latencies
@@ -228,7 +309,7 @@ async fn run() -> Result<()> {
             .unwrap_or(0) as f64
             / 1000.0
     };
-    let (_, stats_streams) = berth_api::graphql::upstreams_opened(&state);
+    let (_, stats_streams) = berth_api::graphql::upstreams_opened(state);
     println!(
         "stats: {subscribers} subscribers, {} samples, Engine stats streams opened {stats_streams} (target: 1), delivery latency p50 {:.1} ms p99 {:.1} ms (target <= 100 ms)",
         latencies.len(),
@@ -236,8 +317,66 @@ async fn run() -> Result<()> {
         p(0.99)
     );
 
-    // 3. RSS per idle resourceChanges subscriber.
-    let before = rss_kib();
+    // 3. N idle resourceChanges subscribers on a server in a child process.
+    let (idle_kib, rc_latencies) =
+        phase("resourceChanges", Duration::from_secs(600), resource_changes(subscribers, conns))
+            .await?;
+    let mut rc = rc_latencies;
+    rc.sort_unstable();
+    let q = |v: &[i64], q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0)
+            as f64
+            / 1000.0
+    };
+    println!(
+        "resourceChanges: {subscribers} idle subscribers, server RSS +{idle_kib} KiB, {:.1} KiB per subscriber (target <= 50 KiB; server in its own process)",
+        idle_kib as f64 / subscribers as f64
+    );
+    println!(
+        "resourceChanges: {} deliveries of {WRITES} applies to {subscribers} subscribers, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms (target <= 100 ms; Engine streams: none, the store's watch)",
+        rc.len(),
+        q(&rc, 0.5),
+        q(&rc, 0.99),
+        q(&rc, 1.0)
+    );
+
+    Ok(())
+}
+
+/// Applies made while phase 3's subscribers listen.
+const WRITES: usize = 5;
+
+/// Phase 3: opens `subscribers` idle `resourceChanges` subscriptions over `conns` connections
+/// to a server in a child process; answers the child's RSS growth (KiB) and the delivery
+/// latencies (µs) of [`WRITES`] applies to every subscriber.
+async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<i64>)> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--bench")
+        .env(SERVER_ENV, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("the child's pid")?;
+    let out = child.stdout.take().context("the child's stdout")?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(out).read_line(&mut line).await?;
+    let (addr, token) = line.trim().split_once(' ').context("ADDR TOKEN from the child")?;
+    let addr: std::net::SocketAddr = addr.parse()?;
+    let token = token.to_owned();
+    // One connection and one query first, so that the baseline includes a warm server.
+    let mut control = connect(addr, &token).await?;
+    subscribe(&mut control, "warm", "query { me }").await?;
+    while let Some(m) = control.next().await {
+        if let Message::Text(t) = m?
+            && t.contains("\"complete\"")
+        {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
     let mut idle = Vec::new();
     for c in 0..conns {
         let mut ws = connect(addr, &token).await?;
@@ -245,35 +384,70 @@ async fn run() -> Result<()> {
             subscribe(
                 &mut ws,
                 &format!("r{c}-{i}"),
-                "subscription { resourceChanges(kind: \"Container\") { revision } }",
+                "subscription { resourceChanges(kind: \"Container\") { revision object { name } } }",
             )
             .await?;
         }
         idle.push(ws);
     }
-    // Let the server take every subscription (a query on each connection answers after them).
+    // Every subscription has been taken once a query sent after them is answered.
     for ws in &mut idle {
         subscribe(ws, "probe", "query { me }").await?;
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m
+        while let Some(m) = ws.next().await {
+            if let Message::Text(t) = m?
                 && t.contains("\"probe\"")
+                && t.contains("\"complete\"")
             {
                 break;
             }
         }
     }
-    let after = rss_kib();
-    println!(
-        "resourceChanges: {subscribers} idle subscribers, RSS +{} KiB, {:.1} KiB per subscriber (target <= 50 KiB; server and clients in one process)",
-        after.saturating_sub(before),
-        after.saturating_sub(before) as f64 / subscribers as f64
-    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = rss_kib(pid).saturating_sub(before);
 
-    drop(idle);
-    for id in made {
-        let _ = driver.remove_container(&id).await;
+    // Delivery latency: each subscriber notes when each change arrives.
+    let per = subscribers / conns;
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut ws in idle {
+        tasks.spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < per * WRITES {
+                let Some(Ok(Message::Text(t))) = ws.next().await else { break };
+                let at = chrono::Utc::now();
+                let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                if let Some(name) =
+                    v["payload"]["data"]["resourceChanges"]["object"]["name"].as_str()
+                {
+                    got.push((name.to_owned(), at));
+                }
+            }
+            got
+        });
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    Ok(())
+    let mut sent = std::collections::HashMap::new();
+    for k in 0..WRITES {
+        let name = format!("w{k}");
+        let manifest = format!(
+            "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: berth-test/busybox:1\n"
+        );
+        let m = json!({"id": format!("a{k}"), "type": "subscribe", "payload": {
+            "query": "mutation($m: String!) { apply(manifest: $m) }", "variables": {"m": manifest}}});
+        sent.insert(name, chrono::Utc::now());
+        control.send(Message::Text(m.to_string().into())).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut latencies = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        for (name, at) in r? {
+            if let Some(t0) = sent.get(&name) {
+                latencies.push((at - *t0).num_microseconds().unwrap_or(0));
+            }
+        }
+    }
+    if latencies.len() != subscribers / conns * conns * WRITES {
+        bail!("{} deliveries, expected {}", latencies.len(), subscribers / conns * conns * WRITES);
+    }
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    Ok((grown, latencies))
 }

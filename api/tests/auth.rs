@@ -21,11 +21,18 @@ fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
-fn good_claims(sub: &str) -> Value {
+/// Claims that the server accepts when signed with its key: `sid` must name a live session.
+fn good_claims(sub: &str, sid: &str) -> Value {
     json!({
         "sub": sub, "role": "admin", "iss": "berth", "aud": "berth-api",
-        "exp": now() + 600, "iat": now(), "jti": "j1", "sid": "s1",
+        "exp": now() + 600, "iat": now(), "jti": "j1", "sid": sid,
     })
+}
+
+/// The claims of a real access token.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
 }
 
 fn server_key(srv: &TestServer) -> Vec<u8> {
@@ -110,6 +117,14 @@ async fn forged_and_invalid_tokens_are_all_401() {
     let admin = srv.admin().await;
     let header_b64 = |h: &Value| B64.encode(h.to_string());
     let payload_b64 = |c: &Value| B64.encode(c.to_string());
+    // Every forgery below reuses the live session of a real admin token, so each is refused for
+    // the flaw it names and not because its session is unknown. The control proves it: the
+    // same claims, correctly signed, are accepted.
+    let sid = claims_of(&admin)["sid"].as_str().expect("access tokens carry a sid").to_owned();
+    let good_claims = |sub: &str| good_claims(sub, &sid);
+    let control = sign_hs256(&key, &json!({}), &good_claims("admin"));
+    let r = srv.get("/api/v1/me", Some(&control)).await;
+    assert_eq!(r.status, 200, "the control token must be accepted: {}", r.text());
 
     let mut cases: Vec<(&str, String)> = Vec::new();
     // alg none, unsigned
@@ -227,15 +242,22 @@ async fn disabled_and_deleted_users_tokens_stop_working() {
 #[tokio::test]
 async fn a_forged_token_for_a_real_user_signed_with_the_server_key_but_a_revoked_session_is_401() {
     let srv = TestServer::start().await;
+    let key = server_key(&srv);
     let (access, refresh) = srv.tokens("admin", ADMIN_PASSWORD).await;
-    // logout with only the access token
+    let sid = claims_of(&access)["sid"].as_str().unwrap().to_owned();
+    // While the session lives, a fresh token for it signed with the server key is accepted ...
+    let forged = sign_hs256(&key, &json!({}), &good_claims("admin", &sid));
+    assert_eq!(srv.get("/api/v1/me", Some(&forged)).await.status, 200);
     assert_eq!(
         srv.post_json("/api/v1/auth/logout", Some(&access), json!({ "refreshToken": refresh }))
             .await
             .status,
         204
     );
+    // ... and once it is revoked, neither the real token nor a newly minted one gets in.
     assert_eq!(srv.get("/api/v1/me", Some(&access)).await.status, 401);
+    let forged = sign_hs256(&key, &json!({}), &good_claims("admin", &sid));
+    assert_eq!(srv.get("/api/v1/me", Some(&forged)).await.status, 401);
 }
 
 #[tokio::test]

@@ -56,6 +56,10 @@ enum Command {
     User(cmd::user::Args),
     /// Manage API tokens for CI and GitOps.
     Token(cmd::token::Args),
+    /// Show the Docker host as berth sees it (`info`, `df`) and prune berth's leftovers.
+    System(cmd::system::Args),
+    /// Show and switch the saved contexts (`get-contexts`, `use-context`, ...), as kubectl config.
+    Config(cmd::config::Args),
     /// Print the client's and the server's versions.
     Version(cmd::version::Args),
     /// Print a shell completion script.
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::audit::run(args),
         Command::User(args) => cmd::user::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::System(args) => cmd::system::run(args),
+        Command::Config(args) => cmd::config::run(args),
         Command::Version(args) => cmd::version::run(args),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
         Command::Import(args) => cmd::import::run(args),

@@ -74,6 +74,13 @@ pub struct Args {
     /// Refresh token lifetime [default: 168h].
     #[arg(long, env = "BERTH_REFRESH_TOKEN_TTL", value_name = "DURATION")]
     pub refresh_token_ttl: Option<String>,
+    /// Requests per second each session or API token regains once its burst is spent; more
+    /// answer 429 with Retry-After [default: 50].
+    #[arg(long, env = "BERTH_TOKEN_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub token_rate_limit: Option<u32>,
+    /// Requests each session or API token may make at once after a quiet period [default: 200].
+    #[arg(long, env = "BERTH_TOKEN_RATE_BURST", value_name = "N")]
+    pub token_rate_burst: Option<u32>,
     /// Log lines as JSON instead of text.
     #[arg(long, env = "BERTH_LOG_JSON")]
     pub log_json: bool,
@@ -109,6 +116,10 @@ pub struct FileConfig {
     pub access_token_ttl: Option<String>,
     /// See `--refresh-token-ttl`.
     pub refresh_token_ttl: Option<String>,
+    /// See `--token-rate-limit`.
+    pub token_rate_limit: Option<u32>,
+    /// See `--token-rate-burst`.
+    pub token_rate_burst: Option<u32>,
     /// See `--log-json`.
     pub log_json: Option<bool>,
 }
@@ -208,6 +219,18 @@ impl Settings {
         }
         if let Some(b) = bytes("body limit", args.body_limit.or(file.body_limit))? {
             api.body_limit = usize::try_from(b).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = args.token_rate_limit.or(file.token_rate_limit) {
+            if n == 0 {
+                bail!(UsageError("token rate limit must be at least 1 request per second".into()));
+            }
+            api.per_token.per_second = f64::from(n);
+        }
+        if let Some(n) = args.token_rate_burst.or(file.token_rate_burst) {
+            if n == 0 {
+                bail!(UsageError("token rate burst must be at least 1 request".into()));
+            }
+            api.per_token.burst = n;
         }
 
         let mut store = StoreConfig::new(api.data_dir.clone());
@@ -381,6 +404,8 @@ mod tests {
         let file = FileConfig::load(&path).expect("deploy/berth.yaml must parse");
         assert_eq!(file.listen, Some("127.0.0.1:7480".parse().unwrap()));
         assert!(file.data_dir.is_some());
+        assert_eq!(file.token_rate_limit, Some(50), "the documented default");
+        assert_eq!(file.token_rate_burst, Some(200), "the documented default");
     }
 
     #[test]
@@ -407,6 +432,32 @@ mod tests {
         assert_eq!(s.api.data_dir, PathBuf::from("/srv/berth"));
         assert_eq!(s.controller.runtime.concurrency, 3);
         assert_eq!(s.api.access_token_ttl, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn the_token_rate_limit_comes_from_flag_then_file_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.yaml");
+        std::fs::write(&path, "tokenRateLimit: 7\ntokenRateBurst: 20\n").unwrap();
+        let p = path.to_str().unwrap();
+        let s = Settings::resolve(Args::parse_from(["serve"])).unwrap();
+        assert_eq!(s.api.per_token, ServeConfig::default().per_token);
+        assert_eq!(s.api.per_token.burst, 200);
+        let s = Settings::resolve(Args::parse_from(["serve", "--config", p])).unwrap();
+        assert_eq!((s.api.per_token.burst, s.api.per_token.per_second), (20, 7.0));
+        let s = Settings::resolve(Args::parse_from([
+            "serve",
+            "--config",
+            p,
+            "--token-rate-burst",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!((s.api.per_token.burst, s.api.per_token.per_second), (3, 7.0));
+        let err =
+            Settings::resolve(Args::parse_from(["serve", "--token-rate-limit", "0"])).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some());
+        assert!(err.to_string().contains("token rate limit"), "{err}");
     }
 
     #[test]

@@ -83,3 +83,17 @@ fn contexts_list_switch_and_delete_like_kubectl_config() {
     assert!(stderr(&o).contains("no current context"), "{}", stderr(&o));
     assert!(!std::fs::read_to_string(&file).unwrap().contains(&two.url));
 }
+
+#[test]
+fn shell_completion_knows_the_config_and_system_commands() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["completion", "bash"])
+        .output()
+        .expect("berth runs");
+    assert_eq!(o.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&o.stdout);
+    for word in ["get-contexts", "current-context", "use-context", "delete-context", "prune"] {
+        assert!(script.contains(word), "{word} is not completed");
+    }
+    assert!(script.contains("berth__subcmd__system__subcmd__df") && script.contains("--dry-run"));
+}

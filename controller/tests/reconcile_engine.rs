@@ -24,7 +24,7 @@ use berth_controller::labels;
 use berth_controller::reconcile::{Context, Controller, ControllerConfig, container};
 use berth_controller::store::{
     AuditEvent, AuditLog, AuditOutcome, AuditQuery, ResourceStore, SledStore, StoreConfig,
-    WriteContext,
+    WatchQuery, WriteContext,
 };
 use berth_schemas::condition::{DEGRADED, READY, find_condition};
 use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
@@ -564,6 +564,94 @@ async fn an_image_is_pulled_from_the_loopback_registry_and_its_digest_recorded()
         "a pulled image has a registry digest: {}",
         obj.status
     );
+    t.stop().await;
+}
+
+/// Runs the docker CLI (with the test environment's `DOCKER_HOST`), failing the test if it
+/// fails.
+fn docker_cli(args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e} (the docker CLI is needed)"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// An image in `registry` with a layer of 3 MB of random bytes that exists nowhere else, so
+/// that pulling it really downloads: made from the test image (`docker run` + `docker
+/// commit`), pushed, then removed locally.
+fn fresh_registry_image(t: &mut Running, registry: &str) -> String {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let reference = format!("{registry}/berth-test/random-layer:{tag}");
+    let builder = format!("berth-test-layer-{tag}");
+    let label = format!("{TEST_LABEL}={}", t.namespace);
+    docker_cli(&[
+        "run",
+        "--name",
+        &builder,
+        "--label",
+        &label,
+        &t.env.image,
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/urandom > /blob",
+    ]);
+    docker_cli(&["commit", &builder, &reference]);
+    docker_cli(&["rm", &builder]);
+    t.cleanup.image(reference.clone());
+    docker_cli(&["push", "--quiet", &reference]);
+    docker_cli(&["rmi", &reference]);
+    reference
+}
+
+#[tokio::test]
+async fn an_image_pull_reports_its_bytes_and_layers_in_status_while_it_runs() {
+    let mut t = start(CredentialStore::empty()).await;
+    let registry = t.env.registry.clone();
+    let reference = fresh_registry_image(&mut t, &registry);
+    let key = t.key(Kind::Image, "bytes");
+    let mut watch = t
+        .store
+        .watch(WatchQuery { kind: Some(Kind::Image), ..WatchQuery::after(t.store.revision()) })
+        .expect("watch the store");
+    t.apply(Kind::Image, "bytes", json!({"reference": reference})).await;
+
+    // Every status the controller wrote, until the image is Present.
+    let seen = within(CONVERGE_SECS, "the image to be pulled", async {
+        let mut seen: Vec<Value> = Vec::new();
+        loop {
+            let event = watch.next().await.expect("the watch");
+            if event.object.key() != key {
+                continue;
+            }
+            if let Some(pull) = event.object.status.get("pull") {
+                seen.push(pull.clone());
+            }
+            let conditions: Vec<Condition> = event
+                .object
+                .status
+                .get("conditions")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_default();
+            if find_condition(&conditions, READY).is_some_and(|c| c.status == ConditionStatus::True)
+            {
+                assert!(event.object.status.get("pull").is_none(), "cleared when done");
+                return seen;
+            }
+        }
+    })
+    .await;
+    eprintln!("pull progress seen in status: {seen:?}");
+    let with_bytes = seen.iter().find(|p| {
+        p["totalBytes"].as_u64().is_some_and(|n| n >= 1_000_000)
+            && p["currentBytes"].as_u64().is_some_and(|n| n > 0)
+            && p["layersTotal"].as_u64().is_some_and(|n| n >= 1)
+    });
+    assert!(with_bytes.is_some(), "progress with bytes was reported: {seen:?}");
     t.stop().await;
 }
 

@@ -773,3 +773,44 @@ async fn only_intents_written_before_the_start_are_settled() -> Result<()> {
     assert_eq!(intents::settle_interrupted(&h.ctx, head).await?, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_image_pull_shows_bytes_and_layers_in_status_while_it_runs_and_clears_them_after()
+-> Result<()> {
+    use berth_controller::docker::fake::FAKE_LAYER_BYTES;
+    use berth_controller::store::WatchQuery;
+
+    let h = harness()?;
+    h.fake.add_registry_image("127.0.0.1:5000/app:1");
+    h.apply(Kind::Image, "app", json!({"reference": "127.0.0.1:5000/app:1"})).await?;
+    let mut watch = h.store.watch(WatchQuery::after(h.store.revision()))?;
+    image_pass(&h, "app").await?;
+
+    let mut seen = Vec::new();
+    while let Ok(Ok(event)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), watch.next()).await
+    {
+        if let Some(pull) = event.object.status.get("pull") {
+            seen.push(serde_json::from_value::<berth_schemas::image::PullProgress>(pull.clone())?);
+        }
+    }
+    let last = seen.last().context("progress was written while pulling")?;
+    assert_eq!(
+        *last,
+        berth_schemas::image::PullProgress {
+            current_bytes: FAKE_LAYER_BYTES,
+            total_bytes: FAKE_LAYER_BYTES,
+            layers_done: 1,
+            layers_total: 1,
+        },
+        "all progress seen: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|p| p.current_bytes > 0 && p.current_bytes < p.total_bytes),
+        "a partial download was reported: {seen:?}"
+    );
+    let status = image_status(&h, "app").await?;
+    assert_eq!(status.pull, None, "cleared once the pull is over");
+    assert!(status.pulled_at.is_some());
+    Ok(())
+}

@@ -46,6 +46,21 @@ pub struct ImageSpec {
     pub presence: Presence,
 }
 
+/// How far a pull has come, as the Engine reports it layer by layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullProgress {
+    /// Bytes downloaded so far, over the layers whose size is known.
+    pub current_bytes: u64,
+    /// The size of those layers. Layers already on the host count as downloaded; their size
+    /// is not reported by the Engine, so a pull of cached layers can show `0 of 0`.
+    pub total_bytes: u64,
+    /// Layers finished (downloaded and extracted, or already on the host).
+    pub layers_done: u32,
+    /// Layers seen so far (the Engine names them as the pull proceeds).
+    pub layers_total: u32,
+}
+
 /// What the controller observed of an image: the `status` of an `Image` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -68,6 +83,10 @@ pub struct ImageStatus {
     /// When berth last pulled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled_at: Option<DateTime<Utc>>,
+    /// The progress of the pull under way, summed over the image's layers; absent when no
+    /// pull runs (it is cleared when the pull ends, however it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
     /// The error of the last failed reconcile, with its causes (for example `pull image
     /// registry.local/app:1 failed: registry refused access ...`); cleared by the next pass
     /// that succeeds. The `Degraded` condition carries its reason.

@@ -448,6 +448,32 @@ pub struct ApplyProgress {
     pub revision: String,
     /// The resource's conditions.
     pub conditions: Vec<Condition>,
+    /// For an `Image` while it is being pulled: bytes and layers so far (its `status.pull`).
+    pub pull: Option<PullProgress>,
+}
+
+/// How far an image pull has come (an `Image`'s `status.pull`).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PullProgress {
+    /// Bytes downloaded so far, over the layers whose size is known.
+    pub current_bytes: u64,
+    /// The size of those layers.
+    pub total_bytes: u64,
+    /// Layers finished (downloaded, or already on the host).
+    pub layers_done: u32,
+    /// Layers seen so far.
+    pub layers_total: u32,
+}
+
+impl From<berth_schemas::image::PullProgress> for PullProgress {
+    fn from(p: berth_schemas::image::PullProgress) -> Self {
+        Self {
+            current_bytes: p.current_bytes,
+            total_bytes: p.total_bytes,
+            layers_done: p.layers_done,
+            layers_total: p.layers_total,
+        }
+    }
 }
 
 impl ApplyProgress {
@@ -480,6 +506,13 @@ impl ApplyProgress {
                 observed_generation: observed,
                 revision: revision.to_string(),
                 conditions: conds.clone(),
+                pull: o
+                    .status
+                    .get("pull")
+                    .and_then(|p| {
+                        serde_json::from_value::<berth_schemas::image::PullProgress>(p.clone()).ok()
+                    })
+                    .map(PullProgress::from),
             },
             done,
         )
@@ -518,6 +551,28 @@ mod tests {
             ..ContainerStats::default()
         };
         assert_eq!(StatsSample::from(&s).cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn progress_of_an_image_being_pulled_carries_its_bytes_and_layers() {
+        let o: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Image",
+            "metadata": {"name": "app", "namespace": "default", "generation": 1},
+            "spec": {"reference": "registry.local/app:1"},
+            "status": {"observedGeneration": 1, "conditions": [
+                {"type": "Progressing", "status": "True", "reason": "Pulling"}],
+                "pull": {"currentBytes": 500, "totalBytes": 2000, "layersDone": 1,
+                         "layersTotal": 3}}
+        }))
+        .expect("object");
+        let (p, done) = ApplyProgress::of(&o, 7);
+        assert!(!done);
+        assert_eq!(p.phase, "PROGRESSING");
+        let pull = p.pull.expect("pull progress");
+        assert_eq!(
+            (pull.current_bytes, pull.total_bytes, pull.layers_done, pull.layers_total),
+            (500, 2000, 1, 3)
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ use super::types::{
 };
 use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
+/// The size the fake reports for the one layer of every pull.
+pub const FAKE_LAYER_BYTES: u64 = 2_000_000;
+
 /// A driver operation, for counting and failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
@@ -723,10 +726,18 @@ impl Driver for FakeDriver {
             };
             let progress =
                 |status: String| PullProgress { layer: None, status, current: None, total: None };
+            let layer = remote.digest[7..19.min(remote.digest.len())].to_owned();
             Ok(vec![
                 progress(format!("Pulling from {}", parsed.path)),
+                // One layer of a fixed size, half downloaded, then complete.
                 PullProgress {
-                    layer: Some(remote.digest[7..19.min(remote.digest.len())].to_owned()),
+                    layer: Some(layer.clone()),
+                    status: "Downloading".into(),
+                    current: Some(FAKE_LAYER_BYTES / 2),
+                    total: Some(FAKE_LAYER_BYTES),
+                },
+                PullProgress {
+                    layer: Some(layer),
                     status: "Pull complete".into(),
                     current: None,
                     total: None,

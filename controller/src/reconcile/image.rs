@@ -3,8 +3,9 @@
 //!
 //! - `Present`: `IfNotPresent` pulls when the image is missing; `Always` also re-pulls once the
 //!   last pull is older than [`ImageConfig::always_repull_after`], so a moved tag is followed;
-//!   `Never` only checks. Pull progress is written to the `Progressing` condition while the
-//!   pull runs (at most every [`PROGRESS_EVERY`]).
+//!   `Never` only checks. While the pull runs, its progress is in `status.pull` (bytes and
+//!   layers) and in the `Progressing` condition's message (at most every [`PROGRESS_EVERY`],
+//!   plus once when sizes are first known and once when the download is complete).
 //! - `Absent`: removes the image unless a berth-managed container uses it; then a condition
 //!   says so and the image stays.
 //! - Deletion removes the image only if berth pulled it (`status.pulledAt` is set) and no
@@ -243,6 +244,10 @@ struct Progress {
 impl Progress {
     fn add(&mut self, p: &PullProgress) {
         let Some(layer) = &p.layer else { return };
+        // The Engine names the tag, not a layer, in `Pulling from <repository>`.
+        if p.status.starts_with("Pulling from") {
+            return;
+        }
         let entry = self.layers.entry(layer.clone()).or_default();
         if let (Some(cur), Some(total)) = (p.current, p.total) {
             entry.0 = cur;
@@ -252,6 +257,23 @@ impl Progress {
             entry.0 = entry.1;
             entry.2 = true;
         }
+    }
+
+    /// The progress as the schema's `status.pull`.
+    fn snapshot(&self) -> berth_schemas::image::PullProgress {
+        let (cur, total) = self.layers.values().fold((0u64, 0u64), |(c, t), l| (c + l.0, t + l.1));
+        berth_schemas::image::PullProgress {
+            current_bytes: cur,
+            total_bytes: total,
+            layers_done: u32::try_from(self.layers.values().filter(|l| l.2).count())
+                .unwrap_or(u32::MAX),
+            layers_total: u32::try_from(self.layers.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Whether any layer's size is known yet.
+    fn has_bytes(&self) -> bool {
+        self.layers.values().any(|l| l.1 > 0)
     }
 
     fn message(&self, reference: &str) -> String {
@@ -267,7 +289,10 @@ impl Progress {
     }
 }
 
-/// Pulls the image, writing progress into the `Progressing` condition as it goes.
+/// Pulls the image, writing progress into `status.pull` and the `Progressing` condition as it
+/// goes: at the start, when the first layer sizes are known, at most every [`PROGRESS_EVERY`]
+/// after that, and once more when the download is complete; `status.pull` is cleared when the
+/// pull ends (on failure the cleared status is written here, on success by the caller).
 async fn pull_reporting_progress(
     ctx: &Context,
     obj: &Image,
@@ -282,10 +307,14 @@ async fn pull_reporting_progress(
     let mut shown = obj.status.clone();
     let mut progress = Progress::default();
     let mut last_write: Option<Instant> = None;
+    let mut wrote_bytes = false;
     let mut stream = ctx.driver.pull_image(reference, credentials);
     let mut result = Ok(());
+    let mut ended = false;
     loop {
-        let due = last_write.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+        let due = last_write.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY)
+            || (!wrote_bytes && progress.has_bytes())
+            || (ended && progress.has_bytes());
         if due {
             berth_schemas::condition::set_condition(
                 &mut status.conditions,
@@ -298,9 +327,14 @@ async fn pull_reporting_progress(
                     Utc::now(),
                 ),
             );
+            status.pull = Some(progress.snapshot());
             write_status_if_changed(ctx, &key, shown.as_ref(), status).await?;
             shown = Some(status.clone());
             last_write = Some(Instant::now());
+            wrote_bytes |= progress.has_bytes();
+        }
+        if ended {
+            break;
         }
         match stream.next().await {
             Some(Ok(p)) => progress.add(&p),
@@ -308,8 +342,12 @@ async fn pull_reporting_progress(
                 result = Err(e);
                 break;
             }
-            None => break,
+            None => ended = true,
         }
+    }
+    status.pull = None;
+    if result.is_err() {
+        write_status_if_changed(ctx, &key, shown.as_ref(), status).await?;
     }
     settle(ctx, &key, intent, result).await
 }
@@ -334,6 +372,7 @@ mod tests {
             current: None,
             total: None,
         });
+        p.add(&msg("1.36", "Pulling from library/busybox", None, None));
         assert_eq!(
             p.message("r:1"),
             "pulling r:1: 1 of 2 layers done, 1.5 MB of 2.0 MB downloaded"

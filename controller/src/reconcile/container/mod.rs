@@ -234,7 +234,7 @@ pub async fn reconcile(obj: &Container, ctx: &Context) -> Result<Action, Error> 
             stored_status = Some(report_progress(ctx, obj, &steps).await?);
         }
         acted = true;
-        if execute(ctx, obj, &uid, &steps).await? == Flow::ObjectGone {
+        if execute(ctx, obj, &uid, &steps, image.as_ref()).await? == Flow::ObjectGone {
             return Ok(Action::await_change());
         }
     }
@@ -248,20 +248,35 @@ enum Flow {
     ObjectGone,
 }
 
-async fn execute(ctx: &Context, obj: &Container, uid: &str, steps: &[Step]) -> Result<Flow, Error> {
+/// Executes `steps`; `observed_image` is the image as this round observed it (reused for the
+/// spec hash of a `Create` unless the plan pulled first).
+async fn execute(
+    ctx: &Context,
+    obj: &Container,
+    uid: &str,
+    steps: &[Step],
+    observed_image: Option<&ObservedImage>,
+) -> Result<Flow, Error> {
     let key = obj.key();
     let driver = &ctx.driver;
     let mut created: Option<String> = None;
+    let mut pulled = false;
     for step in steps {
         debug!(?step, "executing");
         match step {
-            Step::PullImage => pull(ctx, &key, &obj.spec.image).await?,
+            Step::PullImage => {
+                pull(ctx, &key, &obj.spec.image).await?;
+                pulled = true;
+            }
             Step::Create => {
-                let image = driver
-                    .inspect_image(&obj.spec.image)
-                    .await
-                    .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
-                    .ok_or_else(|| Error::Unsettled(key.clone()))?;
+                let image = match observed_image.filter(|_| !pulled) {
+                    Some(image) => image.clone(),
+                    None => driver
+                        .inspect_image(&obj.spec.image)
+                        .await
+                        .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
+                        .ok_or_else(|| Error::Unsettled(key.clone()))?,
+                };
                 let hash = labels::spec_hash(&obj.spec, &image.id, restarted_at(obj));
                 let request = create::container_create(obj, &ctx.instance, uid, &hash)
                     .map_err(Error::Spec)?;

@@ -117,12 +117,38 @@ fn system_prune_lists_and_removes_only_this_servers_orphan_and_refuses_a_viewer(
     assert_eq!(j["dryRun"], true, "{j}");
     assert!(exists(&orphan.0), "a dry run removes nothing");
 
+    // On a terminal it asks; "n" removes nothing and exits 1.
+    let o = prune_on_a_terminal(&s, "n\n");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let said = stdout(&o);
+    assert!(said.contains("Continue? [y/N]") && said.contains("nothing was removed"), "{said}");
+    assert!(exists(&orphan.0), "a declined prune removes nothing");
+
     let out = s.ok(&["system", "prune", "-y"]);
     let line = out.lines().find(|l| l.contains(short)).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("removed"), "{out}");
     assert!(!exists(&orphan.0), "the orphan is gone");
     assert!(exists(&foreign.0), "another instance's container stays");
     assert_eq!(s.ok(&["system", "prune", "--dry-run"]).trim(), "nothing to prune");
+}
+
+/// `berth system prune` with a terminal as stdin (util-linux `script`, which gives the command
+/// a pty and forwards `answer` to it); the pty's output, stderr included, is on stdout.
+fn prune_on_a_terminal(s: &Server, answer: &str) -> std::process::Output {
+    let cmd = format!("{} system prune", env!("CARGO_BIN_EXE_berth"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("XDG_CONFIG_HOME", s.config_home.path())
+        .env_remove("BERTH_SERVER")
+        .env_remove("BERTH_TOKEN")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child.stdin.take().expect("stdin").write_all(answer.as_bytes()).expect("answer");
+    child.wait_with_output().expect("script finishes")
 }
 
 /// One raw HTTP/1.1 GET with a bearer token: the status and the `Retry-After` header.

@@ -7,9 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_controller::store::{AuditLog, ResourceStore, SledStore, StoreConfig, StoreError};
-use store_support::{alice, container, key, open, raw_sled};
+use store_support::{alice, container, key, open, raw_sled, waiting_for_the_lock};
 
+/// The error opening `dir`, which must not open, once sled has let go of the lock that the
+/// test's own last handle held.
 fn open_err(dir: &Path) -> StoreError {
+    match waiting_for_the_lock(|| SledStore::open(StoreConfig::new(dir))) {
+        Ok(_) => panic!("{} should not open", dir.display()),
+        Err(e) => e,
+    }
+}
+
+/// The error opening `dir` at once, with no waiting for a lock.
+fn open_err_now(dir: &Path) -> StoreError {
     match SledStore::open(StoreConfig::new(dir)) {
         Ok(_) => panic!("{} should not open", dir.display()),
         Err(e) => e,
@@ -24,7 +34,7 @@ fn names_dir(e: &StoreError, dir: &Path) -> bool {
 async fn a_directory_locked_by_another_store_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let _running = open(dir.path());
-    let e = open_err(dir.path());
+    let e = open_err_now(dir.path());
     assert!(matches!(e, StoreError::Open { .. }), "{e:?}");
     assert!(names_dir(&e, dir.path()), "{e}");
     Ok(())

@@ -35,9 +35,31 @@ pub fn alice() -> WriteContext {
     WriteContext::rest_user("alice")
 }
 
+/// Runs `open` until its error is no longer sled's "directory locked" error, for up to 10 s.
+///
+/// sled lets go of a database's directory lock from its background I/O threads some moments
+/// after the last handle is dropped, so a test that closes a store (or a raw sled handle) and
+/// reopens the directory at once can find it still locked, more so on a loaded machine.
+pub fn waiting_for_the_lock<T, E: std::fmt::Debug>(
+    mut open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(e)
+                if format!("{e:?}").contains("WouldBlock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens a store in `dir` with default settings.
 pub fn open(dir: &Path) -> SledStore {
-    SledStore::open(StoreConfig::new(dir))
+    waiting_for_the_lock(|| SledStore::open(StoreConfig::new(dir)))
         .unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
 }
 
@@ -46,22 +68,12 @@ pub fn open_with(dir: &Path, history: usize, buffer: usize) -> SledStore {
     let mut config = StoreConfig::new(dir);
     config.watch_history = history;
     config.watch_buffer = buffer;
-    SledStore::open(config).unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
+    waiting_for_the_lock(|| SledStore::open(config.clone()))
+        .unwrap_or_else(|e| panic!("open {}: {e:#?}", dir.display()))
 }
 
 /// Opens the sled database under a closed store directly (to tamper with it), waiting for
 /// sled's I/O threads of the previous handle to let go of the directory lock.
 pub fn raw_sled(dir: &Path) -> sled::Result<sled::Db> {
-    let mut attempts = 0;
-    loop {
-        match sled::open(dir) {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 40 =>
-            {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            other => return other,
-        }
-    }
+    waiting_for_the_lock(|| sled::open(dir))
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use berth_controller::docker::{BollardDriver, ContainerCreate, DockerConfig, Driver};
 use berth_controller::labels;
+use berth_controller::reconcile::container::pull_action;
+use berth_controller::reconcile::verbs;
 use berth_controller::store::{AuditEntry, AuditOutcome, AuditQuery, WriteContext};
 use common::{TestServer, container_yaml};
 
@@ -114,9 +116,9 @@ fn commit_image(container: &str, tag: &str) {
 /// image berth pulled.
 async fn record_pull(srv: &TestServer, reference: &str) {
     let entry =
-        AuditEntry::new(WriteContext::controller(), "docker.image.pull", AuditOutcome::Success)
+        AuditEntry::new(WriteContext::controller(), verbs::IMAGE_PULL, AuditOutcome::Success)
             .target("Image", Some("default".to_owned()), "pulled")
-            .message(format!("pull image {reference}"));
+            .message(pull_action(reference, false));
     srv.state.audit().append(entry).await.expect("audit append");
 }
 

@@ -29,6 +29,8 @@ use berth_controller::docker::{
     ContainerFilter, DiskUsage, DriverError, EngineInfo, EngineVersion,
 };
 use berth_controller::labels;
+use berth_controller::reconcile::container::pulled_reference;
+use berth_controller::reconcile::verbs;
 use berth_controller::store::{AuditEntry, AuditOutcome, AuditQuery, ListQuery};
 use berth_schemas::{Kind, ResourceKey};
 use serde::{Deserialize, Serialize};
@@ -315,19 +317,15 @@ pub struct Pruned {
 /// The image references berth pulled, from the audit log's successful `docker.image.pull`.
 async fn pulled_by_berth(state: &AppState) -> Result<BTreeSet<String>, ApiError> {
     let mut out = BTreeSet::new();
-    let mut query = AuditQuery {
-        verb: Some("docker.image.pull".to_owned()),
-        limit: 1000,
-        ..Default::default()
-    };
+    let mut query =
+        AuditQuery { verb: Some(verbs::IMAGE_PULL.to_owned()), limit: 1000, ..Default::default() };
     loop {
         let page = state.audit().query(&query).await?;
         for e in &page.events {
             if e.outcome != AuditOutcome::Success {
                 continue;
             }
-            if let Some(r) = e.message.as_deref().and_then(|m| m.strip_prefix("pull image ")) {
-                let r = r.strip_suffix(" (with registry credentials)").unwrap_or(r);
+            if let Some(r) = e.message.as_deref().and_then(pulled_reference) {
                 out.insert(r.to_owned());
             }
         }

@@ -345,12 +345,21 @@ pub(crate) async fn pull(ctx: &Context, key: &ResourceKey, image: &str) -> Resul
     settle(ctx, key, intent, result).await
 }
 
+/// The start of a pull's audit message, before the image reference.
+const PULL_PREFIX: &str = "pull image ";
+/// The end of a pull's audit message when registry credentials were passed.
+const WITH_CREDENTIALS: &str = " (with registry credentials)";
+
 /// How a pull is named in audit events and errors.
-pub(crate) fn pull_action(image: &str, with_credentials: bool) -> String {
-    format!(
-        "pull image {image}{}",
-        if with_credentials { " (with registry credentials)" } else { "" }
-    )
+pub fn pull_action(image: &str, with_credentials: bool) -> String {
+    format!("{PULL_PREFIX}{image}{}", if with_credentials { WITH_CREDENTIALS } else { "" })
+}
+
+/// The image reference a pull's audit message (a `docker.image.pull` event the controller
+/// wrote) names, the inverse of how the controller writes it; `None` for any other message.
+pub fn pulled_reference(message: &str) -> Option<&str> {
+    let reference = message.strip_prefix(PULL_PREFIX)?;
+    Some(reference.strip_suffix(WITH_CREDENTIALS).unwrap_or(reference))
 }
 
 /// Writes `Progressing` with what the plan is about to do, before doing it; returns the status
@@ -435,4 +444,19 @@ pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, 
 /// The resource's `berth.dev/restartedAt` annotation, which takes part in the spec hash.
 fn restarted_at(obj: &Container) -> Option<&str> {
     obj.metadata.annotations.get(RESTARTED_AT_ANNOTATION).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pull_action, pulled_reference};
+
+    #[test]
+    fn a_pull_message_names_its_reference_with_or_without_credentials() {
+        for reference in ["127.0.0.1:31500/berth-test/busybox:1", "nginx@sha256:abc"] {
+            for creds in [false, true] {
+                assert_eq!(pulled_reference(&pull_action(reference, creds)), Some(reference));
+            }
+        }
+        assert_eq!(pulled_reference("create container web"), None);
+    }
 }

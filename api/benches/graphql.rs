@@ -2,14 +2,20 @@
 //!
 //! 1. bytes per second through the `logs` subscription ÷ a raw Engine API log read of the same
 //!    container (target ≥ 0.9);
-//! 2. N concurrent `stats` subscribers to one container: Engine streams opened (target:
-//!    constant), p99 delivery latency from the Engine's read time (target ≤ 100 ms);
-//! 3. N concurrent idle `resourceChanges` subscribers on a server that runs in a child process
-//!    (this binary again, with `BERTH_GQLBENCH_SERVER=1`), so that its RSS is the server's
-//!    alone: RSS per idle subscriber from the child's `VmRSS` before and after the N
-//!    subscriptions were taken (target ≤ 50 KiB); then p99 delivery latency of a change to
-//!    all N (from just before the `apply` mutation was sent to each subscriber's receipt;
+//! 2. N concurrent `stats` subscribers to one container, on a server in a child process (this
+//!    binary again, with `BERTH_GQLBENCH_SERVER=driver`), the clients in this process: Engine
+//!    streams opened (target: constant, reported by the child when it ends), p99 delivery
+//!    latency from the Engine's read time of the sample to the client's receipt (target
+//!    ≤ 100 ms);
+//! 3. N concurrent idle `resourceChanges` subscribers on a fresh server in a child process
+//!    (`BERTH_GQLBENCH_SERVER=1`), so that its RSS is the server's alone: RSS per idle
+//!    subscriber from the child's `VmRSS` before and after the N subscriptions were taken
+//!    (target ≤ 50 KiB); then p99 delivery latency of a change to all N (from just before the
+//!    `apply` mutation was sent, so the store write is included, to each subscriber's receipt;
 //!    target ≤ 100 ms). `resourceChanges` reads the store's watch, no Engine stream.
+//!
+//! In the latency phases the clients only note the receipt time and keep the raw message;
+//! they parse after the phase, so that their own work does not count as delivery latency.
 //!
 //! `eval "$(scripts/test-env env)"; cargo bench -p berth-api --bench graphql`
 //! (`BENCH_SUBSCRIBERS`, default 1000). Every phase has a time limit, so a hang is reported as
@@ -91,8 +97,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if std::env::var_os(SERVER_ENV).is_some() {
-        return rt.block_on(child_server());
+    if let Ok(v) = std::env::var(SERVER_ENV) {
+        return rt.block_on(child_server(v == "driver"));
     }
     rt.block_on(run())
 }
@@ -137,14 +143,67 @@ async fn start_server(
     Ok((state, addr, token, dir))
 }
 
-/// The child: serves until its stdin closes; prints `ADDR TOKEN` when listening.
-async fn child_server() -> Result<()> {
+/// The child: serves (with the test Engine if `with_driver`) until its stdin closes; prints
+/// `ADDR TOKEN` when listening and `STREAMS LOGS STATS` (Engine streams opened) at the end.
+async fn child_server(with_driver: bool) -> Result<()> {
     use tokio::io::AsyncReadExt as _;
-    let (_state, addr, token, _dir) = start_server(1_000_000, None).await?;
+    let driver: Option<Arc<dyn Driver>> = if with_driver {
+        Some(Arc::new(
+            BollardDriver::connect(&DockerConfig::from_env()).await.context("the test Engine")?,
+        ))
+    } else {
+        None
+    };
+    let (state, addr, token, _dir) = start_server(1_000_000, driver).await?;
     println!("{addr} {token}");
     let mut sink = Vec::new();
     tokio::io::stdin().read_to_end(&mut sink).await?;
+    let (logs, stats) = berth_api::graphql::upstreams_opened(&state);
+    println!("STREAMS {logs} {stats}");
     Ok(())
+}
+
+/// A server in a child process (this binary again).
+struct Child {
+    process: tokio::process::Child,
+    out: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pid: u32,
+    addr: std::net::SocketAddr,
+    token: String,
+}
+
+impl Child {
+    async fn spawn(with_driver: bool) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--bench")
+            .env(SERVER_ENV, if with_driver { "driver" } else { "1" })
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = process.id().context("the child's pid")?;
+        let out = process.stdout.take().context("the child's stdout")?;
+        let mut out = tokio::io::BufReader::new(out).lines();
+        let line = out.next_line().await?.context("ADDR TOKEN from the child")?;
+        let (addr, token) = line.trim().split_once(' ').context("ADDR TOKEN from the child")?;
+        Ok(Self { addr: addr.parse()?, token: token.to_owned(), process, out, pid })
+    }
+
+    /// Ends the child; answers the Engine streams it opened (logs, stats).
+    async fn finish(mut self) -> Result<(u64, u64)> {
+        drop(self.process.stdin.take());
+        let line = tokio::time::timeout(Duration::from_secs(10), self.out.next_line())
+            .await
+            .context("the child did not end")??
+            .context("no STREAMS line from the child")?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
+        let mut f = line.split_whitespace().skip(1).map(str::parse::<u64>);
+        match (f.next(), f.next()) {
+            (Some(Ok(l)), Some(Ok(s))) => Ok((l, s)),
+            _ => bail!("bad STREAMS line {line:?}"),
+        }
+    }
 }
 
 /// Runs `f`, or fails naming `phase` after `limit`.
@@ -164,7 +223,7 @@ async fn run() -> Result<()> {
     let driver: Arc<dyn Driver> = Arc::new(
         BollardDriver::connect(&DockerConfig::from_env()).await.context("the test Engine")?,
     );
-    let (state, addr, token, _dir) =
+    let (_state, addr, token, _dir) =
         start_server(subscribers * 3, Some(Arc::clone(&driver))).await?;
     // Both containers first, so that they are removed whatever happens to the phases.
     let logs_id = container(&driver, "logs", "seq 1 400000; sleep 1800").await?;
@@ -176,7 +235,7 @@ async fn run() -> Result<()> {
             return Err(e);
         }
     };
-    let result = phases(&driver, &state, addr, &token, subscribers, &logs_id).await;
+    let result = phases(&driver, addr, &token, subscribers, &logs_id).await;
     for id in made {
         let _ = driver.remove_container(&id).await;
     }
@@ -185,7 +244,6 @@ async fn run() -> Result<()> {
 
 async fn phases(
     driver: &Arc<dyn Driver>,
-    state: &AppState,
     addr: std::net::SocketAddr,
     token: &str,
     subscribers: usize,
@@ -258,11 +316,12 @@ async fn phases(
         gql_rate / raw_rate
     );
 
-    // 2. N stats subscribers on one container over 10 connections.
+    // 2. N stats subscribers on one container over 10 connections, to a server in a child.
     let conns = 10usize;
+    let server = Child::spawn(true).await?;
     let mut sockets = Vec::new();
     for c in 0..conns {
-        let mut ws = connect(addr, token).await?;
+        let mut ws = connect(server.addr, &server.token).await?;
         for i in 0..subscribers / conns {
             subscribe(
                 &mut ws,
@@ -278,10 +337,15 @@ async fn phases(
     for mut ws in sockets {
         let per = subscribers / conns;
         tasks.spawn(async move {
-            let mut out = Vec::new();
-            while out.len() < per * 3 {
+            let mut raw = Vec::with_capacity(per * 3);
+            while raw.len() < per * 3 {
                 let Some(Ok(Message::Text(t))) = ws.next().await else { break };
-                let now = chrono::Utc::now();
+                if t.contains("\"next\"") {
+                    raw.push((chrono::Utc::now(), t));
+                }
+            }
+            let mut out = Vec::new();
+            for (now, t) in raw {
                 let v: Value = serde_json::from_str(&t).unwrap_or_default();
                 if let Some(ts) = v["payload"]["data"]["stats"]["timestamp"].as_str()
                     && let Ok(ts) = chrono::DateTime::parse_from_rfc3339(ts)
@@ -309,7 +373,7 @@ async fn phases(
             .unwrap_or(0) as f64
             / 1000.0
     };
-    let (_, stats_streams) = berth_api::graphql::upstreams_opened(state);
+    let (_, stats_streams) = server.finish().await?;
     println!(
         "stats: {subscribers} subscribers, {} samples, Engine stats streams opened {stats_streams} (target: 1), delivery latency p50 {:.1} ms p99 {:.1} ms (target <= 100 ms)",
         latencies.len(),
@@ -350,21 +414,8 @@ const WRITES: usize = 5;
 /// to a server in a child process; answers the child's RSS growth (KiB) and the delivery
 /// latencies (µs) of [`WRITES`] applies to every subscriber.
 async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<i64>)> {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--bench")
-        .env(SERVER_ENV, "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().context("the child's pid")?;
-    let out = child.stdout.take().context("the child's stdout")?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(out).read_line(&mut line).await?;
-    let (addr, token) = line.trim().split_once(' ').context("ADDR TOKEN from the child")?;
-    let addr: std::net::SocketAddr = addr.parse()?;
-    let token = token.to_owned();
+    let child = Child::spawn(false).await?;
+    let (pid, addr, token) = (child.pid, child.addr, child.token.clone());
     // One connection and one query first, so that the baseline includes a warm server.
     let mut control = connect(addr, &token).await?;
     subscribe(&mut control, "warm", "query { me }").await?;
@@ -410,10 +461,15 @@ async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<
     let mut tasks = tokio::task::JoinSet::new();
     for mut ws in idle {
         tasks.spawn(async move {
-            let mut got = Vec::new();
-            while got.len() < per * WRITES {
+            let mut raw = Vec::with_capacity(per * WRITES);
+            while raw.len() < per * WRITES {
                 let Some(Ok(Message::Text(t))) = ws.next().await else { break };
-                let at = chrono::Utc::now();
+                if t.contains("\"next\"") {
+                    raw.push((chrono::Utc::now(), t));
+                }
+            }
+            let mut got = Vec::new();
+            for (at, t) in raw {
                 let v: Value = serde_json::from_str(&t).unwrap_or_default();
                 if let Some(name) =
                     v["payload"]["data"]["resourceChanges"]["object"]["name"].as_str()
@@ -447,7 +503,6 @@ async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<
     if latencies.len() != subscribers / conns * conns * WRITES {
         bail!("{} deliveries, expected {}", latencies.len(), subscribers / conns * conns * WRITES);
     }
-    drop(child.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    child.finish().await?;
     Ok((grown, latencies))
 }

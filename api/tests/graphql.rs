@@ -438,6 +438,50 @@ async fn resource_changes_resume_after_a_revision_and_a_too_old_one_says_relist(
     assert_eq!(names, ["alpha", "beta", "gamma"]);
 }
 
+/// The server writes every message already ready for a connection together (one flush): a
+/// burst to many subscriptions on one socket still arrives whole and, per subscription, in
+/// order.
+#[tokio::test]
+async fn a_burst_to_many_subscriptions_on_one_socket_arrives_whole_and_in_order() {
+    let s = server().await;
+    let admin = s.admin().await;
+    for n in 0..3 {
+        let r = s.apply_yaml(&admin, "", &common::container_yaml(&format!("c{n}"), &image())).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut ws = Ws::connect(&s, &admin).await;
+    let q = "subscription { resourceChanges(kind: \"Container\") { object { name } } }";
+    let subs = 60usize;
+    for i in 0..subs {
+        ws.subscribe(&format!("s{i}"), q, json!({})).await;
+    }
+    // Each subscription lists the 3 current ones (180 messages at once), then gets the live
+    // changes, in the order they were made.
+    let mut got: Vec<Vec<String>> = vec![Vec::new(); subs];
+    let mut live_sent = false;
+    while got.iter().any(|g| g.len() < 6) {
+        if !live_sent && got.iter().all(|g| g.len() >= 3) {
+            for n in 3..6 {
+                let y = common::container_yaml(&format!("c{n}"), &image());
+                let r = s.apply_yaml(&admin, "", &y).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+            live_sent = true;
+        }
+        let m = ws.recv().await;
+        assert_eq!(m["type"], "next", "{m}");
+        let id = m["id"].as_str().expect("id");
+        let i: usize = id.trim_start_matches('s').parse().expect("subscription id");
+        let name =
+            m["payload"]["data"]["resourceChanges"]["object"]["name"].as_str().expect("name");
+        got[i].push(name.to_owned());
+    }
+    for (i, g) in got.iter_mut().enumerate() {
+        g[..3].sort();
+        assert_eq!(*g, ["c0", "c1", "c2", "c3", "c4", "c5"], "subscription s{i}");
+    }
+}
+
 #[tokio::test]
 async fn a_missing_or_bad_token_closes_with_4401_and_a_disabled_account_with_4403() {
     let s = server().await;

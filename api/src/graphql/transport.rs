@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_controller::store::token_hash;
 use chrono::{DateTime, Utc};
-use futures::{SinkExt as _, StreamExt as _};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 
 use super::schema::{BerthSchema, build_schema};
@@ -37,6 +37,10 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// Close code: no `connection_init` in time.
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+
+/// Messages written to one websocket before a flush, at most: the ones already ready are
+/// written together (one flush, fewer syscalls), and this bounds what one flush holds.
+const WRITE_BATCH: usize = 64;
 
 /// The GraphQL routes, `POST /graphql` and `GET /graphql/ws`, to merge into the REST router
 /// (which [`crate::app::router`] does).
@@ -265,34 +269,56 @@ async fn serve_socket(
     keepalive.reset();
     let final_message = loop {
         tokio::select! {
-            msg = gql.next() => match msg {
-                Some(WsMessage::Text(t)) => {
-                    if !acked && t.contains("connection_ack") {
-                        acked = true;
-                        let expires = outcome.lock().unwrap_or_else(PoisonError::into_inner).expires;
-                        if let Some(at) = expires {
-                            let left = (at - Utc::now()).to_std().unwrap_or_default();
-                            expiry = Some(Box::pin(tokio::time::sleep(left)));
+            msg = gql.next() => {
+                // Everything already ready for this connection is fed, then flushed once (at
+                // most `WRITE_BATCH` messages, in order); a close or the end comes after them.
+                let mut msg = msg;
+                let mut fed = 0usize;
+                let end = loop {
+                    match msg {
+                        Some(WsMessage::Text(t)) => {
+                            if !acked && t.contains("connection_ack") {
+                                acked = true;
+                                let expires = outcome.lock().unwrap_or_else(PoisonError::into_inner).expires;
+                                if let Some(at) = expires {
+                                    let left = (at - Utc::now()).to_std().unwrap_or_default();
+                                    expiry = Some(Box::pin(tokio::time::sleep(left)));
+                                }
+                            }
+                            if sink.feed(Message::Text(t.into())).await.is_err() {
+                                break Some(None);
+                            }
+                            fed += 1;
+                            if fed >= WRITE_BATCH {
+                                break None;
+                            }
+                            match gql.next().now_or_never() {
+                                Some(next) => msg = next,
+                                None => break None,
+                            }
+                        }
+                        Some(WsMessage::Close(code, reason)) => {
+                            let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
+                            break Some(Some(match refused {
+                                Some((code, reason)) => close(code, &reason),
+                                None => close(code, &reason),
+                            }));
+                        }
+                        None => {
+                            // The legacy protocol answers a refused init with a connection_error
+                            // message and ends; close with the same code as the newer protocol.
+                            let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
+                            break Some(refused.map(|(code, reason)| close(code, &reason)));
                         }
                     }
-                    if sink.send(Message::Text(t.into())).await.is_err() {
-                        break None;
-                    }
+                };
+                if fed > 0 && sink.flush().await.is_err() {
+                    break None;
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
-                    break Some(match refused {
-                        Some((code, reason)) => close(code, &reason),
-                        None => close(code, &reason),
-                    });
+                if let Some(last) = end {
+                    break last;
                 }
-                None => {
-                    // The legacy protocol answers a refused init with a connection_error
-                    // message and ends; close with the same code as the newer protocol.
-                    let refused = outcome.lock().unwrap_or_else(PoisonError::into_inner).refused.take();
-                    break refused.map(|(code, reason)| close(code, &reason));
-                }
-            },
+            }
             () = &mut init_deadline, if !acked => {
                 break Some(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"));
             }

@@ -119,31 +119,6 @@ fn logs_prints_the_history_and_follow_keeps_printing_new_lines() {
     assert!(n > before, "tick {n} was written before `logs -f --tail 0` started (tick {before})");
 }
 
-/// As `Server::run_stdin`, but a berth that does not finish is killed after a generous
-/// limit (so the test fails instead of hanging: its status then has no code).
-fn run_stdin_bounded(s: &Server, args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = s
-        .berth()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth runs");
-    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
-    let out = child.wait_with_output().expect("berth finishes");
-    let _ = tx.send(());
-    out
-}
-
 #[test]
 fn exec_forwards_stdin_and_returns_the_command_exit_code() {
     let s = Server::start();
@@ -157,11 +132,10 @@ fn exec_forwards_stdin_and_returns_the_command_exit_code() {
     assert_eq!(stdout(&o), "hello through stdin\n");
     // The end of berth's stdin closes the command's, so commands that read to the end finish
     // and their exit code becomes berth's.
-    let o = run_stdin_bounded(&s, &["exec", "-i", "box", "-n", &ns, "--", "wc", "-c"], "hello\n");
+    let o = s.run_stdin(&["exec", "-i", "box", "-n", &ns, "--", "wc", "-c"], "hello\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "6");
-    let o = run_stdin_bounded(
-        &s,
+    let o = s.run_stdin(
         &["exec", "-i", "box", "-n", &ns, "--", "sh", "-c", "cat; exit 4"],
         "piped through",
     );

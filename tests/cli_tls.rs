@@ -90,30 +90,13 @@ fn logs_and_exec_use_wss_with_the_ca_from_login_against_an_https_server() {
         (o.status.code() == Some(0) && stdout(&o).contains("hello from web")).then(|| stdout(&o))
     });
     assert_eq!(out, "hello from web\n");
-    let mut child = s
-        .berth()
-        .args(["logs", "web", "-n", &ns, "-f", "--tail", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().and_then(Result::ok);
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(first.as_deref(), Some("hello from web"), "{}", stderr(&out));
+    let (first, err) = first_line_of_stream(&s, &["logs", "web", "-n", &ns, "-f", "--tail", "1"]);
+    assert_eq!(first.as_deref(), Some("hello from web"), "{err}");
 
     // get -w: the REST watch stream over HTTPS.
-    let mut child = s
-        .berth()
-        .args(["get", "containers", "-n", &ns, "-w", "-o", "name"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().and_then(Result::ok);
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(first.as_deref(), Some("container/web"), "{}", stderr(&out));
+    let (first, err) =
+        first_line_of_stream(&s, &["get", "containers", "-n", &ns, "-w", "-o", "name"]);
+    assert_eq!(first.as_deref(), Some("container/web"), "{err}");
 
     // exec over wss://: the command's output and exit code.
     let o = s.run(&["exec", "web", "-n", &ns, "--", "sh", "-c", "echo over-tls; exit 4"]);
@@ -149,4 +132,15 @@ fn logs_and_exec_use_wss_with_the_ca_from_login_against_an_https_server() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("token was refused"), "{}", stderr(&o));
+}
+
+/// Starts a streaming berth command (`logs -f`, `get -w`), reads its first line of output, then
+/// stops it; answers the line and what berth printed on stderr.
+fn first_line_of_stream(s: &Server, args: &[&str]) -> (Option<String>, String) {
+    let mut child =
+        s.berth().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().and_then(Result::ok);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (first, stderr(&out))
 }

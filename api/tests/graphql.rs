@@ -16,23 +16,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use common::TestServer;
+use common::{TestServer, engine, image};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn image() -> String {
-    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| "berth-test/busybox:1".to_owned())
-}
-
-async fn engine() -> Arc<dyn Driver> {
-    let d = BollardDriver::connect(&DockerConfig::from_env())
-        .await
-        .expect("the test Docker Engine must be running (scripts/test-env up)");
-    Arc::new(d)
 }
 
 /// A running container labelled as berth's `Container default/<name>`; removed on drop, also

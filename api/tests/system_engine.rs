@@ -17,23 +17,12 @@ use berth_controller::labels;
 use berth_controller::reconcile::container::pull_action;
 use berth_controller::reconcile::verbs;
 use berth_controller::store::{AuditEntry, AuditOutcome, AuditQuery, WriteContext};
-use common::{TestServer, container_yaml};
+use common::{TestServer, container_yaml, engine, image};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn image() -> String {
-    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| "berth-test/busybox:1".to_owned())
-}
-
-async fn engine() -> Arc<dyn Driver> {
-    let d = BollardDriver::connect(&DockerConfig::from_env())
-        .await
-        .expect("the test Docker Engine must be running (source .test-env/env)");
-    Arc::new(d)
 }
 
 /// Containers and image tags this test made; removed on drop (from a thread of its own, so it

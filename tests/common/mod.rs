@@ -173,6 +173,8 @@ impl Server {
         self.berth().args(args).stdin(Stdio::null()).output().expect("berth runs")
     }
 
+    /// Runs with `input` on stdin. A berth that does not finish is killed after a generous
+    /// limit, so a test fails instead of hanging (its status then has no exit code).
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .berth()
@@ -183,7 +185,16 @@ impl Server {
             .spawn()
             .expect("berth runs");
         child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-        child.wait_with_output().expect("berth finishes")
+        let pid = child.id();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(120)).is_err() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        });
+        let out = child.wait_with_output().expect("berth finishes");
+        let _ = done.send(());
+        out
     }
 
     /// Runs and asserts exit status 0; answers stdout.

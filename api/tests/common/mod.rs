@@ -285,3 +285,18 @@ pub fn container_yaml(name: &str, image: &str) -> String {
         "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  image: {image}\n"
     )
 }
+
+/// The test image (`BERTH_TEST_IMAGE`, from `scripts/test-env`).
+pub fn image() -> String {
+    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| "berth-test/busybox:1".to_owned())
+}
+
+/// The test Docker Engine, as the docker CLI would reach it; panics (so the test fails, never
+/// skips) when there is none.
+pub async fn engine() -> std::sync::Arc<dyn berth_controller::docker::Driver> {
+    use berth_controller::docker::{BollardDriver, DockerConfig};
+    let d = BollardDriver::connect(&DockerConfig::from_env())
+        .await
+        .expect("the test Docker Engine must be running (scripts/test-env up)");
+    std::sync::Arc::new(d)
+}

@@ -12,6 +12,7 @@
 //! - [`error`]: [`ApiError`] and the `{code, message, details}` body.
 //! - [`graphql`]: the GraphQL schema (queries, mutations, subscriptions) and its transports.
 //! - [`extract`]: body, query and path extractors whose rejections use the error shape.
+//! - [`service`]: the one write path (apply, delete, users, tokens, system actions).
 //! - [`server`]: [`serve`] (HTTP or HTTPS, graceful shutdown) and [`server::prepare`] for the
 //!   binary; [`tls`]: the rustls listener.
 //! - [`metrics`], [`ratelimit`]: the Prometheus registry and token buckets.
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod tls;
 

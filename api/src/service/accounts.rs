@@ -1,0 +1,1 @@
+//! Service: accounts (being written; see [`super`]).

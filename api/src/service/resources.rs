@@ -1,0 +1,1 @@
+//! Service: resources (being written; see [`super`]).

@@ -1,0 +1,1 @@
+//! Service: system (being written; see [`super`]).

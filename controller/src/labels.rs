@@ -21,7 +21,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use berth_schemas::{ContainerSpec, ImageReference, Kind, ResourceKey};
+use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
+use berth_schemas::{Container, ContainerSpec, ImageReference, Kind, ResourceKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -110,16 +111,40 @@ pub fn owned_resource_key(labels: &HashMap<String, String>, instance: &str) -> O
     resource_key(labels)
 }
 
-/// The label filters (`key=value`) that select every object the controller of store
-/// `instance` made for one resource.
-pub fn selector(instance: &str, key: &ResourceKey) -> Vec<String> {
-    vec![
-        format!("{MANAGED_BY}={MANAGED_BY_VALUE}"),
-        format!("{INSTANCE}={instance}"),
-        format!("{KIND}={}", key.kind),
-        format!("{NAMESPACE}={}", key.namespace),
-        format!("{NAME}={}", key.name),
+/// The labels, with their values, that mark an object as made by the controller of store
+/// `instance` for the resource `key`: [`MANAGED_BY`], [`INSTANCE`], [`KIND`], [`NAMESPACE`]
+/// and [`NAME`]. This is the one rule that finds a resource's Docker objects: the reconciler,
+/// logs, stats and exec all look containers up by it (through
+/// [`ContainerFilter::owned_by`](crate::docker::ContainerFilter::owned_by) and
+/// [`docker::owned_by`](crate::docker::owned_by)), so none of them reaches another berth
+/// instance's container on a shared Engine.
+pub fn owned_by(instance: &str, key: &ResourceKey) -> [(&'static str, String); 5] {
+    [
+        (MANAGED_BY, MANAGED_BY_VALUE.to_owned()),
+        (INSTANCE, instance.to_owned()),
+        (KIND, key.kind.as_str().to_owned()),
+        (NAMESPACE, key.namespace.clone()),
+        (NAME, key.name.clone()),
     ]
+}
+
+/// The spec hash ([`spec_hash`]) of the container a `Container` resource asks for, given the
+/// id of the image its reference resolves to: the spec plus its `berth.dev/restartedAt`
+/// annotation.
+pub fn container_spec_hash(obj: &Container, image_id: &str) -> String {
+    let restarted_at = obj.metadata.annotations.get(RESTARTED_AT_ANNOTATION).map(String::as_str);
+    spec_hash(&obj.spec, image_id, restarted_at)
+}
+
+/// Whether a container (its labels and the id of the image it runs) was made from the current
+/// incarnation and spec of `obj`: its [`UID`] is the resource's uid and its [`SPEC_HASH`] is
+/// the hash of the stored spec. A container that is not is about to be replaced (or is left
+/// from an earlier incarnation): what the stored spec says does not describe it.
+pub fn is_made_from(labels: &HashMap<String, String>, image_id: &str, obj: &Container) -> bool {
+    let uid = obj.metadata.uid.as_deref();
+    uid.is_some()
+        && labels.get(UID).map(String::as_str) == uid
+        && labels.get(SPEC_HASH).is_some_and(|h| *h == container_spec_hash(obj, image_id))
 }
 
 /// The label filters that select every object the controller of store `instance` made.
@@ -335,6 +360,63 @@ mod tests {
         let forged =
             ownership_labels(Owner { instance: "inst-1", key: &key, uid: "u" }, "h", &user);
         assert!(is_owned_by(&forged, "inst-1"));
+    }
+
+    #[test]
+    fn the_owned_by_lookup_passes_only_this_instances_container_of_that_resource() {
+        use crate::docker::ContainerFilter;
+        let key = ResourceKey::new(Kind::Container, "default", "web");
+        let ours = ownership_labels(
+            Owner { instance: "inst-1", key: &key, uid: "u" },
+            "h",
+            &BTreeMap::new(),
+        );
+        assert!(ContainerFilter::owned_by("inst-1", &key).matches(&ours));
+        assert!(
+            !ContainerFilter::owned_by("inst-2", &key).matches(&ours),
+            "another berth instance's container of the same namespace and name"
+        );
+        let other = ResourceKey::new(Kind::Container, "default", "db");
+        assert!(!ContainerFilter::owned_by("inst-1", &other).matches(&ours));
+        let mut unlabelled = ours.clone();
+        unlabelled.remove(INSTANCE);
+        assert!(!ContainerFilter::owned_by("inst-1", &key).matches(&unlabelled));
+    }
+
+    #[test]
+    fn a_container_is_made_from_a_resource_only_with_its_uid_and_its_current_spec_hash() {
+        let mut obj = Container {
+            api_version: "berth.dev/v1".into(),
+            kind: Kind::Container,
+            metadata: berth_schemas::ObjectMeta {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: Some("uid-1".into()),
+                ..Default::default()
+            },
+            spec: spec("busybox:1"),
+            status: None,
+        };
+        let key = obj.key();
+        let hash = container_spec_hash(&obj, "sha256:abc");
+        let labels = ownership_labels(
+            Owner { instance: "i", key: &key, uid: "uid-1" },
+            &hash,
+            &BTreeMap::new(),
+        );
+        assert!(is_made_from(&labels, "sha256:abc", &obj));
+        assert!(!is_made_from(&labels, "sha256:def", &obj), "another image");
+        let mut restarted = obj.clone();
+        restarted
+            .metadata
+            .annotations
+            .insert(RESTARTED_AT_ANNOTATION.into(), "2026-12-08T00:00:00Z".into());
+        assert!(!is_made_from(&labels, "sha256:abc", &restarted), "a restart replaces it");
+        let mut changed = obj.clone();
+        changed.spec.privileged = true;
+        assert!(!is_made_from(&labels, "sha256:abc", &changed), "the spec moved on");
+        obj.metadata.uid = Some("uid-2".into());
+        assert!(!is_made_from(&labels, "sha256:abc", &obj), "another incarnation");
     }
 
     #[test]

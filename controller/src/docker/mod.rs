@@ -40,6 +40,24 @@ pub use self::types::{
     Protocol, PullProgress, RegistryCredentials, ResourceLimits, RestartPolicy, VolumeUsage,
 };
 
+/// The containers (running or not) the controller of store `instance` made for the resource
+/// `key`, running ones first: the one lookup of a resource's containers, used by the
+/// reconciler and by logs, stats and exec (see [`crate::labels::owned_by`]).
+///
+/// # Errors
+///
+/// The driver's, from listing containers.
+pub async fn owned_by(
+    driver: &dyn Driver,
+    instance: &str,
+    key: &berth_schemas::ResourceKey,
+) -> Result<Vec<ObservedContainer>, DriverError> {
+    let mut found = driver.list_containers(&ContainerFilter::owned_by(instance, key)).await?;
+    // Stable: among equals, the Engine's order stays.
+    found.sort_by_key(|c| c.state != ContainerState::Running);
+    Ok(found)
+}
+
 /// A stream of pull progress messages; it ends after the pull succeeded, or with one error.
 pub type PullStream = BoxStream<'static, Result<PullProgress, DriverError>>;
 

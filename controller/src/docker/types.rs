@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::labels;
+use berth_schemas::ResourceKey;
 
 /// The Engine's version, as `GET /version` reports it, with the API version berth negotiated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +325,15 @@ impl ContainerFilter {
     /// Containers carrying `dev.berth.managed-by=berth`.
     pub fn managed() -> Self {
         Self::default().with_label(labels::MANAGED_BY, labels::MANAGED_BY_VALUE)
+    }
+
+    /// The containers the controller of store `instance` made for the resource `key`
+    /// ([`labels::owned_by`]); another berth instance's containers on the same Engine do not
+    /// pass, even with the same namespace and name.
+    pub fn owned_by(instance: &str, key: &ResourceKey) -> Self {
+        labels::owned_by(instance, key)
+            .into_iter()
+            .fold(Self::default(), |f, (k, v)| f.with_label(k, v))
     }
 
     /// Also require `key=value`.

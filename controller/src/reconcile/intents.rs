@@ -23,7 +23,6 @@ use berth_schemas::{Kind, ResourceKey};
 use tracing::{info, warn};
 
 use super::{Context, Error, driver_err, store_err};
-use crate::labels;
 use crate::store::{Actor, AuditEntry, AuditEvent, AuditOutcome, AuditQuery, WriteContext};
 
 /// The prefix of the message of an outcome written for an interrupted intent.
@@ -112,13 +111,9 @@ async fn observe_now(ctx: &Context, event: &AuditEvent) -> Result<String, Error>
     if kind != Kind::Container {
         return Ok("nothing to observe".to_owned());
     }
-    let filter = ctx
-        .owned()
-        .with_label(labels::KIND, key.kind.as_str())
-        .with_label(labels::NAMESPACE, key.namespace.as_str())
-        .with_label(labels::NAME, key.name.as_str());
-    let containers =
-        ctx.driver.list_containers(&filter).await.map_err(driver_err("list containers"))?;
+    let containers = crate::docker::owned_by(ctx.driver.as_ref(), &ctx.instance, &key)
+        .await
+        .map_err(driver_err("list containers"))?;
     if containers.is_empty() {
         return Ok(format!("no container of {key} exists"));
     }

@@ -32,7 +32,6 @@ use crate::docker::{ObservedContainer, ObservedImage};
 use crate::labels;
 use crate::runtime::Action;
 use crate::store::WriteContext;
-use berth_schemas::meta::RESTARTED_AT_ANNOTATION;
 
 /// How often a pass may act and look again before it gives up (and retries with backoff).
 const MAX_ROUNDS: usize = 4;
@@ -96,13 +95,9 @@ impl Observation {
 }
 
 async fn observe(ctx: &Context, key: &ResourceKey, name: &str) -> Result<Observation, Error> {
-    let filter = ctx
-        .owned()
-        .with_label(labels::KIND, key.kind.as_str())
-        .with_label(labels::NAMESPACE, key.namespace.as_str())
-        .with_label(labels::NAME, key.name.as_str());
-    let containers =
-        ctx.driver.list_containers(&filter).await.map_err(driver_err("list containers"))?;
+    let containers = crate::docker::owned_by(ctx.driver.as_ref(), &ctx.instance, key)
+        .await
+        .map_err(driver_err("list containers"))?;
     let holder = if containers.iter().any(|c| c.name == name) {
         None
     } else {
@@ -152,7 +147,7 @@ fn desired(
     Desired {
         uid: uid.to_owned(),
         name: labels::container_name(&key.namespace, &key.name),
-        spec_hash: image.map(|i| labels::spec_hash(&obj.spec, &i.id, restarted_at(obj))),
+        spec_hash: image.map(|i| labels::container_spec_hash(obj, &i.id)),
         pull_policy: obj.spec.image_pull_policy,
         desired_state: obj.spec.desired_state,
         grace: create::grace_period(&obj.spec),
@@ -277,7 +272,7 @@ async fn execute(
                         .map_err(driver_err(format!("inspect image {}", obj.spec.image)))?
                         .ok_or_else(|| Error::Unsettled(key.clone()))?,
                 };
-                let hash = labels::spec_hash(&obj.spec, &image.id, restarted_at(obj));
+                let hash = labels::container_spec_hash(obj, &image.id);
                 let request = create::container_create(obj, &ctx.instance, uid, &hash)
                     .map_err(Error::Spec)?;
                 let action = format!("create container {}", request.name);
@@ -442,10 +437,6 @@ pub async fn remove_orphans(ctx: &Context, key: &ResourceKey) -> Result<Action, 
 }
 
 /// The resource's `berth.dev/restartedAt` annotation, which takes part in the spec hash.
-fn restarted_at(obj: &Container) -> Option<&str> {
-    obj.metadata.annotations.get(RESTARTED_AT_ANNOTATION).map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::{pull_action, pulled_reference};

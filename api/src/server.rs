@@ -40,19 +40,23 @@ pub async fn serve(
             ));
         }
     };
+    let state_for_drain = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         shutdown.await;
         token.cancel();
     };
-    match tls {
+    let served = match tls {
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
         Some(acceptor) => {
             use axum::serve::ListenerExt as _;
             let listener = crate::tls::TlsListener::new(listener, acceptor).tap_io(|_| {});
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await
         }
-    }
+    };
+    // Exec sessions cut off by the shutdown still get their `exec.end` audit event.
+    state_for_drain.graphql().exec.drain().await;
+    served
 }
 
 /// Why the server could not be prepared.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -33,29 +32,90 @@ struct TestContainer {
 }
 
 impl TestContainer {
-    async fn start(driver: Arc<dyn Driver>, name: &str, script: &str) -> Self {
+    /// A container of `Container default/<name>` carrying the ownership labels of `instance`
+    /// (the server's, `instance_of(&s)`, unless a test means another berth's), with no stored
+    /// resource behind it.
+    async fn start(instance: &str, name: &str, script: &str) -> Self {
+        let mut labels: std::collections::HashMap<String, String> = [
+            (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+            (labels::INSTANCE, instance),
+            (labels::KIND, "Container"),
+            (labels::NAMESPACE, "default"),
+            (labels::NAME, name),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        labels.insert(TEST_LABEL.0.to_owned(), TEST_LABEL.1.to_owned());
         let spec = ContainerCreate {
             name: format!("berth-gqltest-{name}-{}", uuid::Uuid::new_v4().simple()),
             image: image(),
             cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-            labels: [
-                (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
-                (labels::KIND, "Container"),
-                (labels::NAMESPACE, "default"),
-                (labels::NAME, name),
-                ("dev.berth.test", "graphql"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+            labels,
             ..ContainerCreate::default()
         };
-        let id = within("container create", driver.create_container(&spec)).await.expect("create");
+        Self::run(&spec).await
+    }
+
+    /// Creates and starts `spec`.
+    async fn run(spec: &ContainerCreate) -> Self {
+        let driver = engine().await;
+        let id = within("container create", driver.create_container(spec)).await.expect("create");
         // Guard first, so that a failed start still removes the container.
         let c = Self { id };
         within("container start", driver.start_container(&c.id)).await.expect("start");
         c
     }
+}
+
+/// The label every container of these tests carries.
+const TEST_LABEL: (&str, &str) = ("dev.berth.test", "graphql");
+
+/// The instance id of the server's store: the controller's containers carry it.
+fn instance_of(s: &TestServer) -> String {
+    s.state.resources().instance_id().to_owned()
+}
+
+/// A resource name no other test (or test process on the same Engine) uses.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Applies `Container default/<name>` running `script` (`extra_spec`: more lines under `spec`,
+/// indented two spaces) as `token`, then runs the container this server's controller would
+/// make for it: the controller's own create request (`container_create`) with the stored
+/// uid and the spec hash of the image it resolves. (The API tests run no controller.)
+async fn applied(
+    s: &TestServer,
+    token: &str,
+    name: &str,
+    script: &str,
+    extra_spec: &str,
+) -> TestContainer {
+    use berth_controller::reconcile::container::create::container_create;
+    use berth_schemas::{Kind, Resource, ResourceKey};
+    let yaml = format!(
+        "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: {name}\n  labels:\n    {}: {}\nspec:\n  image: {}\n  command: [\"sh\", \"-c\", {script:?}]\n{extra_spec}",
+        TEST_LABEL.0,
+        TEST_LABEL.1,
+        image()
+    );
+    let r = s.apply_yaml(token, "", &yaml).await;
+    assert_eq!(r.status, 200, "apply {name}: {}", r.text());
+    let key = ResourceKey::new(Kind::Container, "default", name);
+    let stored = s.state.resources().get(&key).await.expect("get").expect("stored");
+    let Ok(Resource::Container(obj)) = Resource::from_dynamic(&stored) else {
+        panic!("{key} is not a Container");
+    };
+    let uid = obj.metadata.uid.clone().expect("uid");
+    let image_id = within("inspect image", engine().await.inspect_image(&obj.spec.image))
+        .await
+        .expect("inspect")
+        .expect("the test image is on the Engine")
+        .id;
+    let hash = labels::container_spec_hash(&obj, &image_id);
+    let create = container_create(&obj, &instance_of(s), &uid, &hash).expect("create request");
+    TestContainer::run(&create).await
 }
 
 impl Drop for TestContainer {
@@ -226,7 +286,7 @@ async fn logs_tail_returns_the_last_lines_and_follow_keeps_streaming_new_ones() 
     let s = server().await;
     let admin = s.admin().await;
     let c = TestContainer::start(
-        engine().await,
+        &instance_of(&s),
         "logs",
         "i=0; while [ $i -lt 6000 ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
     )
@@ -281,7 +341,7 @@ async fn stats_report_sane_cpu_memory_network_and_pids() {
     let s = server().await;
     let admin = s.admin().await;
     let _c =
-        TestContainer::start(engine().await, "stats", "timeout 600 sh -c 'while :; do :; done'")
+        TestContainer::start(&instance_of(&s), "stats", "timeout 600 sh -c 'while :; do :; done'")
             .await;
     let mut ws = Ws::connect(&s, &admin).await;
     let q = "subscription { stats(name: \"stats\", intervalMs: 500) { cpuPercent onlineCpus memoryUsage memoryLimit memoryPercent netRx netTx blockRead blockWrite pids timestamp dropped } }";
@@ -314,10 +374,11 @@ async fn stats_report_sane_cpu_memory_network_and_pids() {
 async fn exec_with_a_tty_takes_stdin_and_a_resize_and_reports_the_exit_code() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "exec", "sleep 600").await;
+    let name = unique("exec");
+    let _c = applied(&s, &admin, &name, "sleep 600", "").await;
     let mut ws = Ws::connect(&s, &admin).await;
-    let q = "subscription { exec(name: \"exec\", command: [\"sh\"], tty: true) { type sessionId stream data exitCode } }";
-    ws.subscribe("x", q, json!({})).await;
+    let q = "subscription($n: String!) { exec(name: $n, command: [\"sh\"], tty: true) { type sessionId stream data exitCode } }";
+    ws.subscribe("x", q, json!({"n": name})).await;
     let first = ws.next_data("x").await;
     assert_eq!(first["exec"]["type"], "STARTED");
     let sid = first["exec"]["sessionId"].as_str().expect("session").to_owned();
@@ -552,7 +613,7 @@ async fn depth_alias_complexity_and_batch_limits_are_enforced_with_codes() {
 async fn queries_and_mutations_cover_resources_users_audit_and_the_engine() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "q", "sleep 600").await;
+    let _c = TestContainer::start(&instance_of(&s), "q", "sleep 600").await;
     let yaml = common::container_yaml("web", &image());
     let r = post(&s, Some(&admin), json!({"query": "mutation($m: String!) { apply(manifest: $m, dryRun: true) }", "variables": {"m": yaml}})).await;
     assert_eq!(r.json()["data"]["apply"]["dryRun"], true, "{}", r.text());
@@ -829,12 +890,13 @@ async fn idle_connections_get_keepalives_and_pings_are_answered_in_both_protocol
 async fn exec_to_eof(
     s: &TestServer,
     token: &str,
+    name: &str,
     command: &[&str],
     input: &str,
 ) -> (Vec<u8>, Value) {
     let mut ws = Ws::connect(s, token).await;
-    let q = "subscription($c: [String!]!) { exec(name: \"eof\", command: $c) { type sessionId stream data exitCode } }";
-    ws.subscribe("x", q, json!({"c": command})).await;
+    let q = "subscription($n: String!, $c: [String!]!) { exec(name: $n, command: $c) { type sessionId stream data exitCode } }";
+    ws.subscribe("x", q, json!({"n": name, "c": command})).await;
     let first = ws.next_data("x").await;
     assert_eq!(first["exec"]["type"], "STARTED", "{first}");
     let sid = first["exec"]["sessionId"].as_str().expect("session").to_owned();
@@ -876,11 +938,12 @@ async fn exec_to_eof(
 async fn exec_input_eof_closes_stdin_so_cat_and_wc_finish_with_their_exit_code() {
     let s = server().await;
     let admin = s.admin().await;
-    let _c = TestContainer::start(engine().await, "eof", "sleep 600").await;
-    let (out, code) = exec_to_eof(&s, &admin, &["wc", "-c"], "hello\n").await;
+    let name = unique("eof");
+    let _c = applied(&s, &admin, &name, "sleep 600", "").await;
+    let (out, code) = exec_to_eof(&s, &admin, &name, &["wc", "-c"], "hello\n").await;
     assert_eq!(String::from_utf8_lossy(&out).trim(), "6");
     assert_eq!(code, 0);
-    let (out, code) = exec_to_eof(&s, &admin, &["sh", "-c", "cat; exit 7"], "abc").await;
+    let (out, code) = exec_to_eof(&s, &admin, &name, &["sh", "-c", "cat; exit 7"], "abc").await;
     assert_eq!(String::from_utf8_lossy(&out), "abc");
     assert_eq!(code, 7);
 }
@@ -899,7 +962,7 @@ async fn docker_events_deliver_a_container_start_matching_the_filters() {
         }
     })
     .await;
-    let c = TestContainer::start(engine().await, "events", "sleep 600").await;
+    let c = TestContainer::start(&instance_of(&s), "events", "sleep 600").await;
     loop {
         let e = ws.next_data("e").await["dockerEvents"].clone();
         assert_eq!(e["action"], "start", "{e}");
@@ -910,4 +973,242 @@ async fn docker_events_deliver_a_container_start_matching_the_filters() {
             break;
         }
     }
+}
+
+const EXEC: &str = "subscription($n: String!, $c: [String!]!, $u: String) { exec(name: $n, command: $c, user: $u) { type sessionId stream data exitCode } }";
+
+/// Runs `command` in `Container default/<name>` as `token` (as `user` when given) over a
+/// websocket, without input: `Ok((output, exit code))`, or `Err` with the error message the
+/// server answered with.
+async fn exec_run(
+    s: &TestServer,
+    token: &str,
+    name: &str,
+    command: &[&str],
+    user: Option<&str>,
+) -> Result<(String, i64), Value> {
+    let mut ws = Ws::connect(s, token).await;
+    ws.subscribe("x", EXEC, json!({"n": name, "c": command, "u": user})).await;
+    let mut out = Vec::new();
+    loop {
+        let m = ws.next_for("x").await;
+        if m["type"] == "error" || !m["payload"]["errors"].is_null() {
+            return Err(m);
+        }
+        assert_eq!(m["type"], "next", "{m}");
+        let e = &m["payload"]["data"]["exec"];
+        match e["type"].as_str() {
+            Some("STARTED") => {}
+            Some("OUTPUT") => out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(e["data"].as_str().expect("data"))
+                    .expect("base64"),
+            ),
+            Some("EXIT") => {
+                let code = e["exitCode"].as_i64().expect("exit code");
+                return Ok((String::from_utf8_lossy(&out).into_owned(), code));
+            }
+            other => panic!("unexpected {other:?}: {m}"),
+        }
+    }
+}
+
+/// The code and message of the error in a subscription's error answer.
+fn sub_error(m: &Value) -> (String, String) {
+    let e = if m["type"] == "error" { &m["payload"][0] } else { &m["payload"]["errors"][0] };
+    (
+        e["extensions"]["code"].as_str().unwrap_or("<none>").to_owned(),
+        e["message"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// The first answer to a subscription: its error (code, message), or `None` for data.
+async fn first_error(
+    ws: &mut Ws,
+    id: &str,
+    query: &str,
+    variables: Value,
+) -> Option<(String, String)> {
+    ws.subscribe(id, query, variables).await;
+    let m = ws.next_for(id).await;
+    (m["type"] == "error" || !m["payload"]["errors"].is_null()).then(|| sub_error(&m))
+}
+
+/// The audit events about `Container default/<name>`, oldest first, from the server's store.
+async fn audit_of(s: &TestServer, name: &str) -> Vec<berth_controller::store::AuditEvent> {
+    let q = berth_controller::store::AuditQuery {
+        kind: Some("Container".into()),
+        name: Some(name.into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    s.state.audit().query(&q).await.expect("audit query").events
+}
+
+// Issue 11, hole 14: on a shared Engine, logs, stats and exec found any berth's container of
+// that namespace and name, another berth instance's too.
+#[tokio::test]
+async fn logs_stats_and_exec_never_reach_another_berth_instances_container() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let other_instance = format!("another-berth-{}", uuid::Uuid::new_v4().simple());
+    // A resource this server knows, whose only container on the Engine is another berth's.
+    let known = unique("shared");
+    let r = s.apply_yaml(&admin, "", &common::container_yaml(&known, &image())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _theirs = TestContainer::start(&other_instance, &known, "echo theirs; sleep 600").await;
+    // And a name this server knows nothing of.
+    let ghost = unique("ghost");
+    let _ghost = TestContainer::start(&other_instance, &ghost, "echo theirs; sleep 600").await;
+    let mut ws = Ws::connect(&s, &admin).await;
+    for name in [&known, &ghost] {
+        let logs =
+            first_error(&mut ws, "l", LOGS, json!({"name": name, "tail": 5, "follow": false}));
+        let (code, message) = logs.await.expect("logs of another berth's container must fail");
+        assert_eq!(code, "not_found", "{message}");
+        let stats = "subscription($n: String!) { stats(name: $n) { pids } }";
+        let (code, message) = first_error(&mut ws, "s", stats, json!({"n": name}))
+            .await
+            .expect("stats of another berth's container must fail");
+        assert_eq!(code, "not_found", "{message}");
+        let err = exec_run(&s, &admin, name, &["echo", "in"], None)
+            .await
+            .expect_err("exec into another berth's container must fail");
+        assert_eq!(sub_error(&err).0, "not_found", "{err}");
+    }
+    // The server's own container of the same resource is found, and only it.
+    let _ours = applied(&s, &admin, &known, "echo ours; sleep 600", "").await;
+    ws.subscribe("l2", LOGS, json!({"name": known, "tail": 5, "follow": false})).await;
+    let d = ws.next_data("l2").await;
+    assert_eq!(d["logs"]["line"], "ours", "{d}");
+    let stats = "subscription($n: String!) { stats(name: $n) { pids } }";
+    ws.subscribe("s2", stats, json!({"n": known})).await;
+    assert!(ws.next_data("s2").await["stats"]["pids"].as_u64().is_some());
+    let (out, code) = exec_run(&s, &admin, &known, &["echo", "in"], None).await.expect("exec");
+    assert_eq!((out.as_str(), code), ("in\n", 0));
+}
+
+// Issue 11, hole 2: an operator could exec, as root, into a container whose spec only an admin
+// may write (here a bind mount of a host directory): root on the host through an admin's
+// container.
+#[tokio::test]
+async fn an_operator_cannot_exec_into_a_container_whose_spec_needs_an_admin() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let op = s.user(&admin, "olga", "operator").await;
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("secret.txt"), "host-file").expect("write");
+    let mounted = unique("hostmnt");
+    let mount = format!(
+        "  mounts:\n    - type: bind\n      source: {}\n      target: /host\n",
+        host.path().display()
+    );
+    let _c = applied(&s, &admin, &mounted, "sleep 600", &mount).await;
+    let read = ["cat", "/host/secret.txt"];
+    for user in [Some("root"), None] {
+        let err = exec_run(&s, &op, &mounted, &read, user)
+            .await
+            .expect_err("an operator's exec into a bind-mounting container must be refused");
+        let (code, message) = sub_error(&err);
+        assert_eq!(code, "forbidden", "{err}");
+        assert!(
+            message.contains("spec.mounts[0]") && message.contains("use_admin_fields"),
+            "the refusal says why: {message}"
+        );
+    }
+    let (out, code) = exec_run(&s, &admin, &mounted, &read, Some("root")).await.expect("admin");
+    assert_eq!((out.as_str(), code), ("host-file", 0), "the admin's exec reaches the mount");
+    // The refusals are audited, with the reason.
+    let events = audit_of(&s, &mounted).await;
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.verb == "exec.start" && e.outcome == berth_controller::store::AuditOutcome::Denied
+        })
+        .collect();
+    assert_eq!(denied.len(), 2, "{events:?}");
+    for e in denied {
+        assert_eq!(e.actor.to_string(), "user:olga", "{e:?}");
+        let m = e.message.as_deref().unwrap_or("");
+        assert!(m.contains("spec.mounts[0]") && m.contains("cat"), "{m}");
+    }
+
+    // An operator's exec into a plain container still works, as root too.
+    let plain = unique("plain");
+    let _p = applied(&s, &op, &plain, "sleep 600", "").await;
+    let (out, code) = exec_run(&s, &op, &plain, &["id", "-u"], Some("root")).await.expect("exec");
+    assert_eq!((out.as_str(), code), ("0\n", 0));
+
+    // Writing a plain spec over the admin's does not open the old container: until it is
+    // replaced, what the store says does not describe it.
+    let r = s.apply_yaml(&op, "", &common::container_yaml(&mounted, &image())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let err = exec_run(&s, &op, &mounted, &read, None).await.expect_err("still refused");
+    let (code, message) = sub_error(&err);
+    assert_eq!(code, "forbidden", "{err}");
+    assert!(message.contains("current spec"), "{message}");
+}
+
+// Issue 11, hole 8: exec was not audited at all.
+#[tokio::test]
+async fn exec_is_audited_at_start_and_end_without_its_input_or_output() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let op = s.user(&admin, "omar", "operator").await;
+    let name = unique("audited");
+    let _c = applied(&s, &admin, &name, "sleep 600", "").await;
+    let command = ["sh", "-c", "tr a-z A-Z; exit 5"];
+    let (out, code) = exec_to_eof(&s, &op, &name, &command, "stdin-marker\n").await;
+    assert_eq!((String::from_utf8_lossy(&out).as_ref(), code), ("STDIN-MARKER\n", json!(5)));
+
+    let events = audit_of(&s, &name).await;
+    let start = events.iter().find(|e| e.verb == "exec.start").expect("exec.start");
+    assert_eq!(start.outcome, berth_controller::store::AuditOutcome::Pending, "{start:?}");
+    assert_eq!(start.actor.to_string(), "user:omar");
+    assert_eq!(start.source.to_string(), "graphql");
+    assert_eq!(start.namespace.as_deref(), Some("default"));
+    let m = start.message.as_deref().unwrap_or("");
+    assert!(m.contains(r#"["sh","-c","tr a-z A-Z; exit 5"]"#), "{m}");
+    assert!(m.contains("tty false") && m.contains("user (the container's)"), "{m}");
+    let end = events.iter().find(|e| e.verb == "exec.end").expect("exec.end");
+    assert_eq!(end.intent_seq, Some(start.seq), "{end:?}");
+    assert_eq!(end.outcome, berth_controller::store::AuditOutcome::Success);
+    assert_eq!(end.actor.to_string(), "user:omar");
+    let m = end.message.as_deref().unwrap_or("");
+    assert!(m.starts_with("exit code 5 after "), "{m}");
+    for e in &events {
+        let text = format!("{e:?}");
+        assert!(
+            !text.contains("stdin-marker") && !text.contains("STDIN-MARKER"),
+            "input or output reached the audit log: {e:?}"
+        );
+    }
+
+    // A session the client ends while its process runs is closed in the audit log too.
+    let mut ws = Ws::connect(&s, &op).await;
+    ws.subscribe("y", EXEC, json!({"n": name, "c": ["sleep", "30"], "u": "nobody"})).await;
+    assert_eq!(ws.next_data("y").await["exec"]["type"], "STARTED");
+    ws.send(json!({"id": "y", "type": "complete"})).await;
+    let (start, end) = within("the end of the cut session in the audit log", async {
+        loop {
+            let events = audit_of(&s, &name).await;
+            let start = events
+                .iter()
+                .find(|e| {
+                    e.verb == "exec.start"
+                        && e.message.as_deref().is_some_and(|m| m.contains("sleep"))
+                })
+                .cloned();
+            if let Some(start) = start
+                && let Some(end) = events.iter().find(|e| e.intent_seq == Some(start.seq))
+            {
+                break (start, end.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(start.message.as_deref().is_some_and(|m| m.contains(r#"user "nobody""#)), "{start:?}");
+    assert_eq!(end.verb, "exec.end");
+    assert!(end.message.as_deref().is_some_and(|m| m.contains("after")), "{end:?}");
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use async_graphql::{Context, Subscription};
 use base64::Engine as _;
-use berth_controller::docker::{
-    ContainerFilter, ContainerState, Driver, ExecSpec, LogOptions, OutputChunk, OutputStream,
-};
+use berth_controller::docker::{Driver, ExecSpec, LogOptions, OutputChunk, OutputStream};
 use berth_controller::store::{WatchError, WatchQuery};
 use berth_schemas::{Kind, ResourceKey};
 use chrono::{DateTime, Utc};
@@ -21,7 +19,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 use super::error::{GqlResult, IntoGql, coded};
-use super::exec::{Input, SessionHandle};
+use super::exec::{ExecAudit, ExecRequest, Input, SessionHandle};
 use super::hub::Slot;
 use super::policy::{Root, RootPolicy, principal};
 use super::query::{docker, parse_kind, parse_selector, state};
@@ -29,6 +27,7 @@ use super::types::{
     ApplyProgress, ChangeType, DockerEvent, DockerEventFilter, ExecEvent, ExecEventType, LogLine,
     Resource, ResourceChange, StatsSample, Stream,
 };
+use crate::error::ErrorChain;
 use crate::state::AppState;
 
 /// The subscription root.
@@ -71,18 +70,24 @@ fn watch_error(e: WatchError) -> async_graphql::Error {
     }
 }
 
-/// The Docker container of a `Container` resource (the running one when there are several).
-async fn container_id(driver: &dyn Driver, namespace: &str, name: &str) -> GqlResult<String> {
-    use berth_controller::labels;
-    let filter = ContainerFilter::managed()
-        .with_label(labels::KIND, Kind::Container.as_str())
-        .with_label(labels::NAMESPACE, namespace)
-        .with_label(labels::NAME, name);
-    let mut found = driver.list_containers(&filter).await.gql()?;
-    found.sort_by_key(|c| !matches!(c.state, ContainerState::Running));
-    found.into_iter().next().map(|c| c.id).ok_or_else(|| {
-        coded("not_found", format!("no Docker container for Container {namespace}/{name}"))
-    })
+/// The Docker container of the `Container` resource `namespace/name` that this server's
+/// instance made (the running one when there are several), found by the one lookup of a
+/// resource's containers: another berth instance's container is `not_found`.
+async fn container_id(
+    st: &AppState,
+    driver: &dyn Driver,
+    namespace: &str,
+    name: &str,
+) -> GqlResult<String> {
+    let key = ResourceKey::new(Kind::Container, namespace, name);
+    let found = berth_controller::docker::owned_by(driver, st.resources().instance_id(), &key)
+        .await
+        .gql()?;
+    found
+        .into_iter()
+        .next()
+        .map(|c| c.id)
+        .ok_or_else(|| coded("not_found", format!("no Docker container for {key}")))
 }
 
 fn parse_since(s: &str) -> GqlResult<i64> {
@@ -237,7 +242,7 @@ impl SubscriptionRoot {
         let keep = slot(ctx)?;
         let st = state(ctx)?;
         let driver = docker(ctx)?;
-        let id = container_id(driver.as_ref(), &namespace, &name).await?;
+        let id = container_id(st, driver.as_ref(), &namespace, &name).await?;
         let since = since.as_deref().map(parse_since).transpose()?;
         let wanted = move |l: &LogLine| match l.stream {
             Stream::Stdout => stdout,
@@ -325,7 +330,7 @@ impl SubscriptionRoot {
         let keep = slot(ctx)?;
         let st = state(ctx)?;
         let driver = docker(ctx)?;
-        let id = container_id(driver.as_ref(), &namespace, &name).await?;
+        let id = container_id(st, driver.as_ref(), &namespace, &name).await?;
         let cid = id.clone();
         let open = move || {
             driver
@@ -378,9 +383,18 @@ impl SubscriptionRoot {
         }
         let keep = slot(ctx)?;
         let st = state(ctx)?;
-        let owner = principal(ctx)?.username.clone();
+        let who = principal(ctx)?;
+        let owner = who.username.clone();
         let driver = docker(ctx)?;
-        let id = container_id(driver.as_ref(), &namespace, &name).await?;
+        let req = ExecRequest {
+            key: ResourceKey::new(Kind::Container, namespace, name),
+            command,
+            user,
+            tty,
+        };
+        let container = super::exec::admit(st, who, driver.as_ref(), &req).await?;
+        let mut audit = ExecAudit::start(st, who, &req, &container.id).await?;
+        let ExecRequest { command, user, .. } = req;
         let spec = ExecSpec {
             command,
             tty,
@@ -389,7 +403,15 @@ impl SubscriptionRoot {
             user,
             console_size: None,
         };
-        let session = driver.exec_start(&id, &spec).await.gql()?;
+        let session = match driver.exec_start(&container.id, &spec).await {
+            Ok(s) => s,
+            Err(e) => {
+                let why = ErrorChain(&e).to_string();
+                audit.end(Err(why)).await;
+                return Err(super::error::driver(e));
+            }
+        };
+        audit.running(Arc::clone(&driver), session.id.clone());
         let session_id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = mpsc::channel::<Input>(64);
         let handle = SessionHandle { owner, exec_id: session.id.clone(), input: tx };
@@ -408,6 +430,7 @@ impl SubscriptionRoot {
             input: Some(session.input),
             rx,
             driver,
+            audit,
             done: false,
         };
         let events = stream::once(futures::future::ready(Ok(started)))
@@ -475,6 +498,7 @@ struct ExecRun {
     input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
     rx: mpsc::Receiver<Input>,
     driver: Arc<dyn Driver>,
+    audit: ExecAudit,
     done: bool,
 }
 
@@ -507,6 +531,8 @@ impl ExecRun {
                     }
                     Some(Err(e)) => {
                         self.done = true;
+                        let why = ErrorChain(&e).to_string();
+                        self.audit.end(Err(why)).await;
                         return Some((Err(super::error::driver(e)), self));
                     }
                     None => break,
@@ -548,6 +574,8 @@ impl ExecRun {
                 Err(_) => break,
             }
         }
+        // Audited before the client hears of the end.
+        self.audit.end(Ok(code)).await;
         let mut e = self.event(ExecEventType::Exit);
         e.exit_code = code;
         Some((Ok(e), self))

@@ -149,3 +149,45 @@ fn exec_forwards_stdin_and_returns_the_command_exit_code() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).lines().count(), 1, "one clear line: {}", stderr(&o));
 }
+
+// Issue 11, hole 2, with the real controller making the containers: an operator's `berth exec`
+// reaches a container made from a plain spec (as root), but not one whose spec binds a host
+// directory, which only an admin may exec into.
+#[test]
+fn an_operator_execs_into_plain_containers_but_not_into_ones_whose_spec_needs_an_admin() {
+    let s = Server::start();
+    let ns = s.namespace("opexec");
+    running(&s, &ns, "plain", "sleep 3600");
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("secret.txt"), "host-file").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = format!(
+        "apiVersion: berth.dev/v1\nkind: Container\nmetadata:\n  name: hostmnt\n  namespace: {ns}\nspec:\n  image: {}\n  command: [\"sleep\", \"3600\"]\n  mounts:\n    - type: bind\n      source: {}\n      target: /host\n",
+        test_image(),
+        host.path().display()
+    );
+    let f = write(dir.path(), "c.yaml", &m);
+    s.ok(&["apply", "-f", f.to_str().unwrap(), "--wait", "--timeout", "90s"]);
+    let token = s.ok(&["token", "create", "op-exec", "--role", "operator"]);
+    let token = token.trim();
+    let as_operator = |args: &[&str]| {
+        s.berth()
+            .args(args)
+            .env("BERTH_SERVER", &s.url)
+            .env("BERTH_TOKEN", token)
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = as_operator(&["exec", "plain", "-n", &ns, "--", "id", "-u"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0\n");
+    let o = as_operator(&["exec", "hostmnt", "-n", &ns, "--", "cat", "/host/secret.txt"]);
+    assert_eq!(o.status.code(), Some(1), "refused: {}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "", "nothing of the host file is shown");
+    assert!(stderr(&o).contains("spec.mounts[0]"), "the refusal says why: {}", stderr(&o));
+    let o = s.run(&["exec", "hostmnt", "-n", &ns, "--", "cat", "/host/secret.txt"]);
+    assert_eq!(o.status.code(), Some(0), "an admin may: {}", stderr(&o));
+    assert_eq!(stdout(&o), "host-file");
+}

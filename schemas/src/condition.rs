@@ -14,6 +14,8 @@ pub const DEGRADED: &str = "Degraded";
 
 /// Whether a condition holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum ConditionStatus {
     /// The condition holds.
     True,
@@ -26,9 +28,11 @@ pub enum ConditionStatus {
 /// One observed aspect of a resource's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct Condition {
     /// The aspect: `Ready`, `Progressing` or `Degraded`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "graphql", graphql(name = "type"))]
     pub type_: String,
     /// Whether it holds.
     pub status: ConditionStatus,

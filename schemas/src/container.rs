@@ -21,6 +21,8 @@ pub type Container = Object<ContainerSpec, ContainerStatus>;
 
 /// When to pull an image from its registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum PullPolicy {
     /// Pull every time the container is (re)created, so a moved tag is picked up.
     Always,
@@ -33,6 +35,8 @@ pub enum PullPolicy {
 
 /// Whether berth keeps the container running or stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum DesiredState {
     /// The container is created and kept running (the default).
     #[default]
@@ -44,6 +48,7 @@ pub enum DesiredState {
 /// An environment variable set in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct EnvVar {
     /// The variable's name (letters, digits and `_`, not starting with a digit).
     pub name: String,
@@ -55,6 +60,8 @@ pub struct EnvVar {
 /// A transport protocol for a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 pub enum Protocol {
     /// TCP (the default).
     #[default]
@@ -80,6 +87,8 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 /// A port the container listens on, optionally published on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(complex))]
 pub struct PortMapping {
     /// The port inside the container (1-65535).
     pub container_port: u16,
@@ -90,6 +99,7 @@ pub struct PortMapping {
     /// The host address to publish on (for example `127.0.0.1`); all addresses when omitted.
     /// Only meaningful with `hostPort`.
     #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "graphql", graphql(skip))]
     pub host_ip: Option<IpAddr>,
     /// `tcp` (the default) or `udp`.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -99,6 +109,8 @@ pub struct PortMapping {
 /// What a mount attaches at its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 pub enum MountType {
     /// A Docker named volume (`source` is the volume name; created on first use). Without a
     /// `source`, an anonymous volume.
@@ -113,9 +125,11 @@ pub enum MountType {
 /// A filesystem mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct Mount {
     /// `volume`, `bind` or `tmpfs`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "graphql", graphql(name = "type"))]
     pub type_: MountType,
     /// The volume name (`volume`) or absolute host path (`bind`); not allowed for `tmpfs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,8 +141,21 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+#[cfg(feature = "graphql")]
+#[async_graphql::ComplexObject]
+impl PortMapping {
+    /// The host address to publish on (for example `127.0.0.1`); all addresses when null.
+    /// Only meaningful with `hostPort`.
+    #[graphql(name = "hostIP")]
+    async fn host_ip(&self) -> Option<String> {
+        self.host_ip.map(|ip| ip.to_string())
+    }
+}
+
 /// What Docker does when the container's process exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum RestartPolicyKind {
     /// Restart whatever the exit code (the default).
     #[default]
@@ -142,6 +169,7 @@ pub enum RestartPolicyKind {
 /// The restart policy, written `restartPolicy: {policy: OnFailure, maxRetries: 5}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct RestartPolicy {
     /// `Always` (the default), `OnFailure` or `Never`.
     #[serde(default)]
@@ -155,6 +183,7 @@ pub struct RestartPolicy {
 /// A command Docker runs inside the container to decide whether it is healthy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct HealthCheck {
     /// The command, exec form: `["curl", "-fsS", "http://localhost/"]`. For a shell command
     /// write `["sh", "-c", "..."]`. Exit code 0 means healthy.
@@ -179,6 +208,7 @@ pub struct HealthCheck {
 /// Limits on what the container may use.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct Resources {
     /// CPU limit in CPUs: `0.5`, `2`, or millicpus `500m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +225,8 @@ pub struct Resources {
 /// The container's network namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 pub enum NetworkMode {
     /// Docker's default bridge network, plus any `networks` listed.
     Bridge,
@@ -207,6 +239,8 @@ pub enum NetworkMode {
 /// The container's process-ID namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 pub enum PidMode {
     /// A private PID namespace (Docker's default).
     Private,
@@ -218,6 +252,7 @@ pub enum PidMode {
 /// A host device made available in the container. Admin-only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct Device {
     /// The device on the host, e.g. `/dev/fuse`.
     pub host_path: String,
@@ -240,6 +275,7 @@ fn is_container_kind(k: &Kind) -> bool {
 /// A reference to another berth resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ObjectReference {
     /// The kind referred to; `Container` when omitted.
     #[serde(default = "container_kind", skip_serializing_if = "is_container_kind")]
@@ -261,6 +297,7 @@ impl ObjectReference {
 /// What the user asks of a container: the `spec` of a `Container` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ContainerSpec {
     /// The image reference, `name[:tag][@sha256:digest]`, e.g. `nginx:1.27` or
     /// `registry.example.com:5000/team/app@sha256:...`. `latest` when neither tag nor digest
@@ -397,6 +434,8 @@ impl ContainerSpec {
 
 /// The Docker container state as last observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum ContainerState {
     /// No Docker container exists for this resource (yet, or any more).
     Missing,
@@ -418,6 +457,8 @@ pub enum ContainerState {
 
 /// The result of the container's health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum HealthStatus {
     /// Within the start period, or no check has finished yet.
     Starting,
@@ -430,6 +471,7 @@ pub enum HealthStatus {
 /// A port Docker actually published.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct BoundPort {
     /// The port inside the container.
     pub container_port: u16,
@@ -438,6 +480,7 @@ pub struct BoundPort {
     pub protocol: Protocol,
     /// The host address it is bound on.
     #[serde(rename = "hostIP")]
+    #[cfg_attr(feature = "graphql", graphql(name = "hostIP"))]
     pub host_ip: String,
     /// The host port it is bound on.
     pub host_port: u16,
@@ -446,6 +489,7 @@ pub struct BoundPort {
 /// What the controller observed of a container: the `status` of a `Container` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ContainerStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,8 @@ pub type Image = Object<ImageSpec, ImageStatus>;
 
 /// Whether the image should be on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum Presence {
     /// Pulled and kept on the host (the default).
     #[default]
@@ -28,6 +30,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 /// What the user asks of an image: the `spec` of an `Image` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ImageSpec {
     /// The image reference, `name[:tag][@sha256:digest]`: `nginx:1.27`,
     /// `postgres@sha256:<64 hex digits>`, `registry.example.com:5000/team/app:v2`. `latest`
@@ -49,6 +52,7 @@ pub struct ImageSpec {
 /// How far a pull has come, as the Engine reports it layer by layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct PullProgress {
     /// Bytes downloaded so far, over the layers whose size is known.
     pub current_bytes: u64,
@@ -64,6 +68,7 @@ pub struct PullProgress {
 /// What the controller observed of an image: the `status` of an `Image` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ImageStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "PascalCase"))]
 pub enum Kind {
     /// A Docker container kept in the state its spec describes.
     Container,
@@ -111,6 +113,7 @@ fn is_default_namespace(ns: &str) -> bool {
 /// the server sets the rest and ignores what a manifest says for them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ObjectMeta {
     /// The resource's name: a DNS label (lower-case letters, digits and `-`, at most 63
     /// characters, starting and ending with a letter or digit). Unique per kind and namespace.

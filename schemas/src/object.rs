@@ -37,6 +37,54 @@ impl<Spec, Status> Object<Spec, Status> {
     }
 }
 
+/// The GraphQL type of one kind's typed resource (`Container`, `Image`): the envelope with its
+/// spec and status as that kind's GraphQL types.
+#[cfg(feature = "graphql")]
+macro_rules! graphql_object {
+    ($name:tt, $spec:ty, $status:ty, $doc:tt) => {
+        #[doc = $doc]
+        #[async_graphql::Object(name = $name)]
+        impl Object<$spec, $status> {
+            /// Always `berth.dev/v1`.
+            async fn api_version(&self) -> &str {
+                &self.api_version
+            }
+            /// The resource's kind.
+            async fn kind(&self) -> Kind {
+                self.kind
+            }
+            /// Name, namespace, labels and server-set bookkeeping.
+            async fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            /// What the user asked for.
+            async fn spec(&self) -> &$spec {
+                &self.spec
+            }
+            /// What the controller observed; null until it has written any.
+            async fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+        }
+    };
+}
+
+#[cfg(feature = "graphql")]
+graphql_object!(
+    "Container",
+    crate::container::ContainerSpec,
+    crate::container::ContainerStatus,
+    "A `Container` resource: a Docker container kept in the state its spec describes."
+);
+
+#[cfg(feature = "graphql")]
+graphql_object!(
+    "Image",
+    crate::image::ImageSpec,
+    crate::image::ImageStatus,
+    "An `Image` resource: a Docker image kept present (pulled) on the host, or absent."
+);
+
 /// A resource whose spec and status are kept as JSON values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

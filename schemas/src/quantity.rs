@@ -239,6 +239,13 @@ impl Quantity {
     }
 }
 
+#[cfg(feature = "graphql")]
+async_graphql::scalar!(
+    Quantity,
+    "Quantity",
+    "A CPU count or a memory size as written in the manifest: `0.5`, `500m`, `512Mi`, `1G`."
+);
+
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -418,7 +418,7 @@ async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<
     let (pid, addr, token) = (child.pid, child.addr, child.token.clone());
     // One connection and one query first, so that the baseline includes a warm server.
     let mut control = connect(addr, &token).await?;
-    subscribe(&mut control, "warm", "query { me }").await?;
+    subscribe(&mut control, "warm", "query { me { username } }").await?;
     while let Some(m) = control.next().await {
         if let Message::Text(t) = m?
             && t.contains("\"complete\"")
@@ -443,7 +443,7 @@ async fn resource_changes(subscribers: usize, conns: usize) -> Result<(u64, Vec<
     }
     // Every subscription has been taken once a query sent after them is answered.
     for ws in &mut idle {
-        subscribe(ws, "probe", "query { me }").await?;
+        subscribe(ws, "probe", "query { me { username } }").await?;
         while let Some(m) = ws.next().await {
             if let Message::Text(t) = m?
                 && t.contains("\"probe\"")

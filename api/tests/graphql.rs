@@ -448,7 +448,7 @@ async fn a_viewer_can_neither_exec_nor_mutate() {
     let r = post(
         &s,
         Some(&viewer),
-        json!({"query": "{ me resources(kind: \"Container\") { revision } }"}),
+        json!({"query": "{ me { username } resources(kind: \"Container\") { revision } }"}),
     )
     .await;
     assert!(r.json()["errors"].is_null(), "{}", r.text());
@@ -597,7 +597,7 @@ async fn depth_alias_complexity_and_batch_limits_are_enforced_with_codes() {
         code_of(&post(&s, Some(&admin), json!({"query": complex})).await.json()),
         "complexity_limit"
     );
-    let batch = json!([{"query": "{ me }"}, {"query": "{ me }"}, {"query": "{ me }"}]);
+    let batch = json!([{"query": "{ me { username } }"}, {"query": "{ me { username } }"}, {"query": "{ me { username } }"}]);
     let r = post(&s, Some(&admin), batch).await;
     assert_eq!(r.status, 400);
     assert_eq!(code_of(&r.json()), "batch_limit");
@@ -660,7 +660,7 @@ async fn queries_and_mutations_cover_resources_users_audit_and_the_engine() {
     let r = post(
         &s,
         Some(&admin),
-        json!({"query": "{ users auditEvents(verb: \"create\", limit: 5, order: \"desc\") me }"}),
+        json!({"query": "{ users { username role } auditEvents(verb: \"create\", limit: 5, order: \"desc\") me { username } }"}),
     )
     .await;
     let j = r.json();

@@ -315,3 +315,159 @@ async fn prune_removes_only_berths_own_leftovers_and_audits_each_removal() {
     assert_eq!(r.json()["items"], serde_json::json!([]), "{}", r.text());
     drop(cleanup);
 }
+
+async fn graphql(srv: &TestServer, token: &str, query: &str) -> serde_json::Value {
+    let r = srv.post_json("/graphql", Some(token), serde_json::json!({ "query": query })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// The shape of a JSON value: its object keys, recursively, with the kind of each leaf.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Number(_) => Value::from("number"),
+        Value::String(_) => Value::from("string"),
+        Value::Bool(_) => Value::from("bool"),
+        Value::Null => Value::from("null"),
+        Value::Array(_) => Value::from("array"),
+    }
+}
+
+#[tokio::test]
+async fn graphql_disk_usage_system_info_and_engine_answer_as_their_rest_routes() {
+    let d = engine().await;
+    let srv = TestServer::start_driver(|_| {}, |_| {}, Some(d.clone())).await;
+    let admin = srv.admin().await;
+    let viewer = srv.user(&admin, "vic", "viewer").await;
+    let keep = format!("keep-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let r = srv.apply_yaml(&admin, "", &container_yaml(&keep, &image())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let usage =
+        "images { count active sizeBytes sharedBytes reclaimableBytes berth { count sizeBytes } }
+        containers { count active sizeBytes reclaimableBytes berth { count sizeBytes } }
+        volumes { count active sizeBytes berth { count } }
+        buildCache { count sizeBytes reclaimableBytes }";
+    let j = graphql(
+        &srv,
+        &viewer,
+        &format!(
+            "{{ diskUsage {{ {usage} }}
+               systemInfo {{ engine {{ name version images cpus memoryBytes storageDriver
+                 containers {{ total running paused stopped }} }}
+                 berth {{ version instanceId revision resources managedContainers {{ total running }} }} }}
+               engine {{ version apiVersion minApiVersion negotiatedApiVersion os arch berthVersion }} }}"
+        ),
+    )
+    .await;
+    assert!(j["errors"].is_null(), "{j}");
+    let g = &j["data"];
+    let df = srv.get("/api/v1/system/df", Some(&viewer)).await.json();
+    let info = srv.get("/api/v1/system/info", Some(&viewer)).await.json();
+    let version = srv.get("/api/v1/system/version", Some(&viewer)).await.json();
+    // Other tests share the Engine, so counts may move between the two calls: the fields and
+    // their kinds must be the same, and what this test controls must be equal.
+    let mut gdf = g["diskUsage"].clone();
+    if gdf["buildCache"].is_null() {
+        assert!(df["buildCache"].is_null(), "{df}");
+    }
+    // GraphQL answers null for a share REST leaves out (volumes have no size share).
+    gdf["volumes"]["berth"].as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    assert_eq!(shape(&gdf), shape(&df), "GraphQL {gdf}\nREST {df}");
+    assert!(g["diskUsage"]["images"]["berth"]["count"].as_u64().unwrap() >= 1, "{g}");
+    assert_eq!(g["engine"], version, "engine vs /system/version");
+    assert_eq!(g["systemInfo"]["berth"]["instanceId"], info["berth"]["instanceId"]);
+    assert_eq!(g["systemInfo"]["berth"]["resources"], info["berth"]["resources"]);
+    assert_eq!(g["systemInfo"]["berth"]["resources"]["Container"], 1, "{g}");
+    assert_eq!(g["systemInfo"]["berth"]["revision"], info["berth"]["revision"]);
+    assert_eq!(g["systemInfo"]["engine"]["version"], info["engine"]["version"]);
+    assert_eq!(g["systemInfo"]["engine"]["cpus"], info["engine"]["cpus"]);
+    assert_eq!(g["systemInfo"]["engine"]["name"], info["engine"]["name"]);
+}
+
+#[tokio::test]
+async fn graphql_system_prune_is_admin_only_removes_an_orphan_and_is_audited() {
+    let d = engine().await;
+    let srv = TestServer::start_driver(|_| {}, |_| {}, Some(d.clone())).await;
+    let admin = srv.admin().await;
+    let viewer = srv.user(&admin, "vic", "viewer").await;
+    let operator = srv.user(&admin, "otto", "operator").await;
+    let instance = srv.state.resources().instance_id().to_owned();
+    let mut cleanup = Cleanup { containers: Vec::new(), tags: Vec::new() };
+    let s = uuid::Uuid::new_v4().simple().to_string();
+    let gone = format!("gqlgone-{}", &s[..12]);
+    let orphan_id = make_container(
+        &d,
+        &mut cleanup,
+        &format!("berth_default_{gone}"),
+        berth_labels(&instance, &gone),
+        false,
+    )
+    .await;
+
+    for (who, token) in [("viewer", &viewer), ("operator", &operator)] {
+        for q in [
+            "mutation { systemPrune(dryRun: true) { dryRun } }",
+            "mutation { systemPrune { dryRun } }",
+        ] {
+            let j = graphql(&srv, token, q).await;
+            assert_eq!(j["errors"][0]["extensions"]["code"], "forbidden", "{who}: {j}");
+            assert!(j["data"].is_null(), "{who}: {j}");
+        }
+    }
+    assert!(
+        d.inspect_container(&orphan_id).await.unwrap().is_some(),
+        "refused prunes remove nothing"
+    );
+
+    let q = "mutation { systemPrune(dryRun: true) { dryRun items { type id name reason removed error } } }";
+    let j = graphql(&srv, &admin, q).await;
+    assert!(j["errors"].is_null(), "{j}");
+    let rest = srv
+        .post_json("/api/v1/system/prune?dryRun=true", Some(&admin), serde_json::json!({}))
+        .await
+        .json();
+    let mut items = j["data"]["systemPrune"]["items"].clone();
+    for i in items.as_array_mut().unwrap() {
+        i.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    }
+    assert_eq!(items, rest["items"], "GraphQL and REST dry runs list the same");
+    assert!(
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == orphan_id.as_str() && i["type"] == "container"),
+        "{j}"
+    );
+    assert!(d.inspect_container(&orphan_id).await.unwrap().is_some(), "a dry run removes nothing");
+
+    let j = graphql(&srv, &admin, "mutation { systemPrune { dryRun items { id removed } } }").await;
+    assert!(j["errors"].is_null(), "{j}");
+    assert_eq!(j["data"]["systemPrune"]["dryRun"], false);
+    let item = j["data"]["systemPrune"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == orphan_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("the orphan is pruned: {j}"));
+    assert_eq!(item["removed"], true, "{j}");
+    assert!(d.inspect_container(&orphan_id).await.unwrap().is_none(), "the orphan is gone");
+    let page = srv
+        .state
+        .audit()
+        .query(&AuditQuery {
+            verb: Some("docker.container.remove".to_owned()),
+            name: Some(gone.clone()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1, "{:?}", page.events);
+    assert_eq!(page.events[0].actor.to_string(), "user:admin");
+    assert_eq!(page.events[0].outcome, AuditOutcome::Success);
+    drop(cleanup);
+}

@@ -30,7 +30,7 @@ pub mod types;
 
 use std::time::Duration;
 
-pub use self::schema::{BerthSchema, build_schema};
+pub use self::schema::{BerthSchema, build_schema, sdl};
 pub use self::transport::routes;
 
 /// GraphQL settings: limits, the websocket `Origin` allow-list and keepalive.

@@ -246,4 +246,16 @@ impl Mutation {
         docker(ctx)?.exec_resize(&s.exec_id, cols, rows).await.gql()?;
         Ok(true)
     }
+
+    /// Removes berth's own leftovers (admin), as `POST /api/v1/system/prune`: containers of
+    /// deleted resources and image tags berth pulled that nothing names any more; never
+    /// another owner's objects. With `dryRun`, only reports them.
+    async fn system_prune(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] dry_run: bool,
+    ) -> GqlResult<crate::service::system::PruneReport> {
+        let p = principal(ctx)?;
+        crate::service::system::prune(state(ctx)?, p, dry_run).await.gql()
+    }
 }

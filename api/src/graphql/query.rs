@@ -1,23 +1,29 @@
-//! The `Query` root: resources, the caller, users and tokens, audit, the Engine and its
-//! containers and images.
+//! The `Query` root: resources (kind-agnostic, and typed per kind), the caller, users and
+//! tokens, audit, the directory sync, the Engine and its containers, images and disk usage.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_graphql::{Context, Json, Object};
 use axum::extract::State;
-use berth_controller::docker::{ContainerFilter, Driver};
+use berth_controller::docker::Driver;
 use berth_controller::store::ListQuery;
 use berth_schemas::selector::Selector;
-use berth_schemas::{Kind, ResourceKey};
+use berth_schemas::{
+    Container, ContainerSpec, ContainerStatus, Image, ImageSpec, ImageStatus, Kind, ResourceKey,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::error::{GqlResult, IntoGql, coded};
 use super::policy::{Root, RootPolicy, principal};
-use super::types::{DockerContainer, DockerImage, EngineInfo, Resource, ResourceList};
+use super::types::{
+    ApiToken, AuditVerification, DockerContainer, DockerImage, Me, Resource, ResourceList, User,
+    typed,
+};
 use crate::extract::ApiQuery;
 use crate::routes;
+use crate::routes::sync::SyncStatus;
+use crate::service::system::{self, DiskUsageReport, SystemInfo, SystemVersion};
 use crate::state::AppState;
 
 /// The query root.
@@ -56,13 +62,95 @@ fn to_json<T: serde::Serialize>(v: &T) -> GqlResult<Json<Value>> {
     serde_json::to_value(v).map(Json).map_err(|_| coded("internal", "internal error"))
 }
 
+/// The resources of `kind` in `namespace` (all when absent) matching `label_selector`, typed.
+async fn typed_list<Spec, Status>(
+    ctx: &Context<'_>,
+    kind: Kind,
+    namespace: Option<String>,
+    label_selector: Option<&str>,
+) -> GqlResult<Vec<berth_schemas::Object<Spec, Status>>>
+where
+    Spec: serde::de::DeserializeOwned,
+    Status: serde::de::DeserializeOwned,
+{
+    let q = ListQuery { kind: Some(kind), namespace, selector: parse_selector(label_selector)? };
+    let list = state(ctx)?.resources().list(&q).await.gql()?;
+    list.items.iter().map(typed).collect()
+}
+
+/// One resource of `kind`, typed, or `None`.
+async fn typed_one<Spec, Status>(
+    ctx: &Context<'_>,
+    kind: Kind,
+    namespace: String,
+    name: String,
+) -> GqlResult<Option<berth_schemas::Object<Spec, Status>>>
+where
+    Spec: serde::de::DeserializeOwned,
+    Status: serde::de::DeserializeOwned,
+{
+    let key = ResourceKey::new(kind, namespace, name);
+    match state(ctx)?.resources().get(&key).await.gql()? {
+        Some(o) => typed(&o).map(Some),
+        None => Ok(None),
+    }
+}
+
 #[Object(guard = "RootPolicy(Root::Query)")]
 impl Query {
     /// The caller: username, role, effective role, how they authenticated.
-    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Me> {
         let p = principal(ctx)?.clone();
         let axum::Json(me) = routes::users::me(State(state(ctx)?.clone()), p).await.gql()?;
-        to_json(&me)
+        Ok(me.into())
+    }
+
+    /// `Container` resources, typed, optionally in one namespace and matching a label
+    /// selector.
+    async fn containers(
+        &self,
+        ctx: &Context<'_>,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> GqlResult<Vec<Container>> {
+        typed_list::<ContainerSpec, ContainerStatus>(
+            ctx,
+            Kind::Container,
+            namespace,
+            label_selector.as_deref(),
+        )
+        .await
+    }
+
+    /// One `Container` resource, typed, or null.
+    async fn container(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = "default")] namespace: String,
+        name: String,
+    ) -> GqlResult<Option<Container>> {
+        typed_one::<ContainerSpec, ContainerStatus>(ctx, Kind::Container, namespace, name).await
+    }
+
+    /// `Image` resources, typed, optionally in one namespace and matching a label selector.
+    async fn images(
+        &self,
+        ctx: &Context<'_>,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> GqlResult<Vec<Image>> {
+        typed_list::<ImageSpec, ImageStatus>(ctx, Kind::Image, namespace, label_selector.as_deref())
+            .await
+    }
+
+    /// One `Image` resource, typed, or null.
+    async fn image(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = "default")] namespace: String,
+        name: String,
+    ) -> GqlResult<Option<Image>> {
+        typed_one::<ImageSpec, ImageStatus>(ctx, Kind::Image, namespace, name).await
     }
 
     /// Resources of one kind, optionally in one namespace and matching a label selector.
@@ -98,9 +186,9 @@ impl Query {
     }
 
     /// Every user (admin).
-    async fn users(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
+    async fn users(&self, ctx: &Context<'_>) -> GqlResult<Vec<User>> {
         let axum::Json(users) = routes::users::list(State(state(ctx)?.clone())).await.gql()?;
-        to_json(&users)
+        Ok(users.into_iter().map(User::from).collect())
     }
 
     /// API tokens: the caller's, or with `all` / `owner` (admin) others' too.
@@ -109,12 +197,12 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default)] all: bool,
         owner: Option<String>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Vec<ApiToken>> {
         let p = principal(ctx)?.clone();
         let q = routes::tokens::ListTokens { all, owner };
         let axum::Json(t) =
             routes::tokens::list(State(state(ctx)?.clone()), p, ApiQuery(q)).await.gql()?;
-        to_json(&t)
+        Ok(t.into_iter().map(ApiToken::from).collect())
     }
 
     /// Audit events, filtered and paged: `{events, nextCursor}`; pass `nextCursor` back as
@@ -151,16 +239,33 @@ impl Query {
         to_json(&page)
     }
 
-    /// The Docker Engine's version.
-    async fn engine(&self, ctx: &Context<'_>) -> GqlResult<EngineInfo> {
-        let v = docker(ctx)?.version().await.gql()?;
-        Ok(EngineInfo {
-            version: v.version,
-            api_version: v.api_version,
-            negotiated_api_version: v.negotiated_api_version,
-            os: v.os,
-            arch: v.arch,
-        })
+    /// The audit chain's check (admin), as `GET /api/v1/audit/verify`.
+    async fn audit_verify(&self, ctx: &Context<'_>) -> GqlResult<AuditVerification> {
+        let axum::Json(r) = routes::audit::verify(State(state(ctx)?.clone())).await.gql()?;
+        Ok(r.into())
+    }
+
+    /// What the server's directory sync (`berth serve --sync-dir`) last did, as
+    /// `GET /api/v1/sync`; null when the server syncs no directory.
+    async fn sync_status(&self, ctx: &Context<'_>) -> GqlResult<Option<SyncStatus>> {
+        Ok(state(ctx)?.sync_status().map(|rx| rx.borrow().clone()))
+    }
+
+    /// The Docker Engine's version, and berth's, as `GET /api/v1/system/version`.
+    async fn engine(&self, ctx: &Context<'_>) -> GqlResult<SystemVersion> {
+        system::version(state(ctx)?).await.gql()
+    }
+
+    /// The Engine's host facts and object counts, and berth's own, as
+    /// `GET /api/v1/system/info`.
+    async fn system_info(&self, ctx: &Context<'_>) -> GqlResult<SystemInfo> {
+        system::info(state(ctx)?).await.gql()
+    }
+
+    /// Disk usage by images, containers, volumes and build cache, each with berth's share, as
+    /// `GET /api/v1/system/df`.
+    async fn disk_usage(&self, ctx: &Context<'_>) -> GqlResult<DiskUsageReport> {
+        system::disk_usage(state(ctx)?).await.gql()
     }
 
     /// Every Docker container, berth's or not (`managed`).
@@ -169,29 +274,18 @@ impl Query {
         ctx: &Context<'_>,
         managed: Option<bool>,
     ) -> GqlResult<Vec<DockerContainer>> {
-        let list = docker(ctx)?.list_containers(&ContainerFilter::all()).await.gql()?;
+        let list = system::containers(state(ctx)?).await.gql()?;
         Ok(list
             .into_iter()
-            .map(DockerContainer::from)
             .filter(|c| managed.is_none_or(|m| m == c.managed))
+            .map(DockerContainer::from)
             .collect())
     }
 
-    /// Every Docker image, and whether a berth resource refers to it (`managed`).
+    /// Every Docker image, whether a berth resource refers to it (`managed`) and which
+    /// (`wantedBy`).
     async fn docker_images(&self, ctx: &Context<'_>) -> GqlResult<Vec<DockerImage>> {
-        let images = docker(ctx)?.list_images().await.gql()?;
-        let all = state(ctx)?.resources().list(&ListQuery::default()).await.gql()?;
-        let referenced: HashSet<String> = all
-            .items
-            .iter()
-            .filter_map(|o| o.spec.get("image").and_then(Value::as_str))
-            .flat_map(|r| {
-                let familiar = berth_schemas::ImageReference::parse(r)
-                    .map(|i| format!("{}:{}", i.repository(), i.tag_or_latest()))
-                    .unwrap_or_else(|_| r.to_owned());
-                [r.to_owned(), familiar]
-            })
-            .collect();
-        Ok(images.into_iter().map(|i| DockerImage::new(i, &referenced)).collect())
+        let list = system::images(state(ctx)?).await.gql()?;
+        Ok(list.into_iter().map(DockerImage::from).collect())
     }
 }

@@ -34,6 +34,12 @@ pub fn build_schema(state: AppState) -> BerthSchema {
         .finish()
 }
 
+/// The schema's SDL, as committed in `api/schema.graphql` (a test fails when that file is
+/// stale; refresh it with `BERTH_BLESS=1 cargo test -p berth-api --test graphql_sdl`).
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, SubscriptionRoot).finish().sdl()
+}
+
 /// Counts aliases and codes validation errors.
 #[derive(Debug, Clone, Copy)]
 struct Limits {

@@ -1,54 +1,57 @@
-//! What the schema returns: resources (spec and status as JSON, conditions typed), changes,
-//! Docker objects and events, log lines, stats samples and exec events.
+//! What the schema returns: resources (typed per kind from `berth-schemas`' own types, and
+//! kind-agnostic with spec and status as JSON), changes, accounts, Docker objects and events,
+//! log lines, stats samples and exec events.
+//!
+//! The resource types (`Container`, `ContainerSpec`, `Condition`, ...) are not written here:
+//! they are the schema crate's structs, derived as GraphQL types by its `graphql` feature.
 
 use async_graphql::{Enum, InputObject, Json, Object, SimpleObject};
-use berth_controller::docker::{ContainerStats, EngineEvent, ObservedContainer, ObservedImage};
+use berth_controller::docker::{ContainerStats, EngineEvent};
 use berth_controller::store::EventType;
-use berth_schemas::DynamicObject;
+use berth_schemas::condition::{Condition, ConditionStatus};
+use berth_schemas::image::PullProgress;
+use berth_schemas::{
+    Container, ContainerSpec, ContainerStatus, DynamicObject, Image, ImageSpec, ImageStatus,
+    ObjectMeta,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+use super::error::{GqlResult, coded};
+use crate::service::system::{Owner, SystemContainer, SystemImage};
 
 /// A stored resource.
 #[derive(Debug, Clone)]
 pub struct Resource(pub DynamicObject);
 
-/// One status condition (`Ready`, `Progressing`, `Degraded`).
-#[derive(Debug, Clone, SimpleObject)]
-pub struct Condition {
-    /// `Ready`, `Progressing` or `Degraded`.
-    #[graphql(name = "type")]
-    pub kind: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// A CamelCase reason.
-    pub reason: Option<String>,
-    /// A human message.
-    pub message: Option<String>,
-    /// When the status last changed (RFC 3339).
-    pub last_transition_time: Option<String>,
-}
-
-/// The conditions in a status value.
+/// The conditions in a status value (none when it has none, or they do not parse).
 pub fn conditions(status: &Value) -> Vec<Condition> {
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     status
         .get("conditions")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|c| Condition {
-                    kind: s(c, "type").unwrap_or_default(),
-                    status: s(c, "status").unwrap_or_default(),
-                    reason: s(c, "reason"),
-                    message: s(c, "message"),
-                    last_transition_time: s(c, "lastTransitionTime"),
-                })
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|c| serde_json::from_value(c.clone()).ok()).collect())
         .unwrap_or_default()
 }
 
-/// A stored resource: its envelope, with spec and status as JSON.
+/// `o` with its spec and status typed as its kind's.
+///
+/// # Errors
+///
+/// `internal` when the stored JSON does not fit the kind's types (the store only keeps
+/// validated specs, so this means a bug; the cause is logged).
+pub fn typed<Spec, Status>(o: &DynamicObject) -> GqlResult<berth_schemas::Object<Spec, Status>>
+where
+    Spec: serde::de::DeserializeOwned,
+    Status: serde::de::DeserializeOwned,
+{
+    o.to_typed().map_err(|e| {
+        tracing::error!(error = %crate::error::ErrorChain(&e), "stored resource does not fit its kind");
+        coded("internal", "internal error")
+    })
+}
+
+/// A stored resource: its envelope, with spec and status as JSON, and its typed form
+/// (`asContainer`, `asImage`).
 #[Object]
 impl Resource {
     /// `berth.dev/v1`.
@@ -95,13 +98,33 @@ impl Resource {
     async fn deletion_timestamp(&self) -> Option<DateTime<Utc>> {
         self.0.metadata.deletion_timestamp
     }
-    /// What the user asked for.
+    /// The whole metadata, typed (server-set fields included).
+    async fn metadata(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+    /// What the user asked for, as JSON (typed: `asContainer { spec { ... } }`).
     async fn spec(&self) -> Json<&Value> {
         Json(&self.0.spec)
     }
-    /// What the controller observed.
+    /// What the controller observed, as JSON (typed: `asContainer { status { ... } }`).
     async fn status(&self) -> Json<&Value> {
         Json(&self.0.status)
+    }
+    /// The resource typed as a `Container`; null for another kind.
+    async fn as_container(&self) -> GqlResult<Option<Container>> {
+        match self.0.kind {
+            berth_schemas::Kind::Container => {
+                typed::<ContainerSpec, ContainerStatus>(&self.0).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+    /// The resource typed as an `Image`; null for another kind.
+    async fn as_image(&self) -> GqlResult<Option<Image>> {
+        match self.0.kind {
+            berth_schemas::Kind::Image => typed::<ImageSpec, ImageStatus>(&self.0).map(Some),
+            _ => Ok(None),
+        }
     }
     /// The status conditions, typed.
     async fn conditions(&self) -> Vec<Condition> {
@@ -155,21 +178,6 @@ pub struct ResourceChange {
     pub object: Resource,
 }
 
-/// The Docker Engine berth talks to.
-#[derive(Debug, SimpleObject)]
-pub struct EngineInfo {
-    /// Engine version.
-    pub version: String,
-    /// Highest API version the Engine speaks.
-    pub api_version: String,
-    /// API version in use.
-    pub negotiated_api_version: String,
-    /// Operating system.
-    pub os: String,
-    /// Architecture.
-    pub arch: String,
-}
-
 /// A Docker container, berth's or not.
 #[derive(Debug, SimpleObject)]
 pub struct DockerContainer {
@@ -181,31 +189,36 @@ pub struct DockerContainer {
     pub image: String,
     /// `running`, `exited`, ...
     pub state: String,
+    /// The id of the image it runs.
+    pub image_id: String,
+    /// When it was created.
+    pub created_at: Option<DateTime<Utc>>,
     /// Whether berth manages it.
     pub managed: bool,
     /// For berth's: the resource `namespace/name`.
     pub resource: Option<String>,
+    /// For berth's: the resource its labels name.
+    pub owner: Option<Owner>,
     /// Labels.
     pub labels: Json<std::collections::HashMap<String, String>>,
 }
 
-impl From<ObservedContainer> for DockerContainer {
-    fn from(c: ObservedContainer) -> Self {
-        let managed = c.is_managed();
-        let resource = match (
-            c.label(berth_controller::labels::NAMESPACE),
-            c.label(berth_controller::labels::NAME),
-        ) {
-            (Some(ns), Some(n)) if managed => Some(format!("{ns}/{n}")),
+impl From<SystemContainer> for DockerContainer {
+    fn from(c: SystemContainer) -> Self {
+        let resource = match &c.owner {
+            Some(Owner { namespace: Some(ns), name: Some(n), .. }) => Some(format!("{ns}/{n}")),
             _ => None,
         };
         Self {
             id: c.id,
-            name: c.name.trim_start_matches('/').to_owned(),
+            name: c.name,
             image: c.image,
-            state: c.state.as_str().to_owned(),
-            managed,
+            state: c.state,
+            image_id: c.image_id,
+            created_at: c.created_at,
+            managed: c.managed,
             resource,
+            owner: c.owner,
             labels: Json(c.labels),
         }
     }
@@ -218,18 +231,30 @@ pub struct DockerImage {
     pub id: String,
     /// Tags.
     pub tags: Vec<String>,
+    /// Registry digests.
+    pub repo_digests: Vec<String>,
     /// Size in bytes.
     pub size: i64,
-    /// Whether an `Image` or `Container` resource refers to one of its tags.
+    /// When it was built.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Whether an `Image` or `Container` resource refers to one of its tags (or it carries
+    /// berth's labels).
     pub managed: bool,
+    /// The resources (`Kind/namespace/name`) naming one of its tags.
+    pub wanted_by: Vec<String>,
 }
 
-impl DockerImage {
-    /// From what the Engine reports and the image references berth's resources name.
-    pub fn new(i: ObservedImage, referenced: &std::collections::HashSet<String>) -> Self {
-        let managed = i.repo_tags.iter().any(|t| referenced.contains(t))
-            || berth_controller::labels::is_managed(&i.labels);
-        Self { id: i.id, tags: i.repo_tags, size: i.size, managed }
+impl From<SystemImage> for DockerImage {
+    fn from(i: SystemImage) -> Self {
+        Self {
+            id: i.id,
+            tags: i.repo_tags,
+            repo_digests: i.repo_digests,
+            size: i.size,
+            created_at: i.created_at,
+            managed: i.managed,
+            wanted_by: i.wanted_by,
+        }
     }
 }
 
@@ -452,42 +477,18 @@ pub struct ApplyProgress {
     pub pull: Option<PullProgress>,
 }
 
-/// How far an image pull has come (an `Image`'s `status.pull`).
-#[derive(Debug, Clone, SimpleObject)]
-pub struct PullProgress {
-    /// Bytes downloaded so far, over the layers whose size is known.
-    pub current_bytes: u64,
-    /// The size of those layers.
-    pub total_bytes: u64,
-    /// Layers finished (downloaded, or already on the host).
-    pub layers_done: u32,
-    /// Layers seen so far.
-    pub layers_total: u32,
-}
-
-impl From<berth_schemas::image::PullProgress> for PullProgress {
-    fn from(p: berth_schemas::image::PullProgress) -> Self {
-        Self {
-            current_bytes: p.current_bytes,
-            total_bytes: p.total_bytes,
-            layers_done: p.layers_done,
-            layers_total: p.layers_total,
-        }
-    }
-}
-
 impl ApplyProgress {
     /// The progress an object shows, and whether it is final.
     pub fn of(o: &DynamicObject, revision: u64) -> (Self, bool) {
         let conds = conditions(&o.status);
         let generation = o.metadata.generation;
         let observed = o.status.get("observedGeneration").and_then(Value::as_u64);
-        let find = |t: &str| conds.iter().find(|c| c.kind == t);
+        let find = |t: &str| conds.iter().find(|c| c.type_ == t);
         let current = observed.is_some() && observed >= generation;
-        let ready = find("Ready").filter(|c| c.status == "True");
-        let degraded = find("Degraded").filter(|c| c.status == "True");
-        let ready_false = find("Ready").filter(|c| c.status == "False");
-        let progressing = find("Progressing").filter(|c| c.status == "True");
+        let ready = find("Ready").filter(|c| c.status == ConditionStatus::True);
+        let degraded = find("Degraded").filter(|c| c.status == ConditionStatus::True);
+        let ready_false = find("Ready").filter(|c| c.status == ConditionStatus::False);
+        let progressing = find("Progressing").filter(|c| c.status == ConditionStatus::True);
         let (phase, cond, done) = if current && ready.is_some() {
             ("READY", ready, true)
         } else if current && degraded.is_some() && progressing.is_none() {
@@ -500,8 +501,8 @@ impl ApplyProgress {
         (
             Self {
                 phase: phase.to_owned(),
-                reason: cond.and_then(|c| c.reason.clone()),
-                message: cond.and_then(|c| c.message.clone()),
+                reason: cond.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
+                message: cond.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
                 generation,
                 observed_generation: observed,
                 revision: revision.to_string(),
@@ -509,13 +510,156 @@ impl ApplyProgress {
                 pull: o
                     .status
                     .get("pull")
-                    .and_then(|p| {
-                        serde_json::from_value::<berth_schemas::image::PullProgress>(p.clone()).ok()
-                    })
-                    .map(PullProgress::from),
+                    .and_then(|p| serde_json::from_value::<PullProgress>(p.clone()).ok()),
             },
             done,
         )
+    }
+}
+
+/// What a user or token may do (as REST writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(name = "Role", rename_items = "lowercase")]
+pub enum RoleName {
+    /// Read, logs and stats.
+    Viewer,
+    /// Viewer, plus apply, delete, restart and exec.
+    Operator,
+    /// Everything, including users and system prune.
+    Admin,
+}
+
+impl From<crate::policy::Role> for RoleName {
+    fn from(r: crate::policy::Role) -> Self {
+        match r {
+            crate::policy::Role::Viewer => Self::Viewer,
+            crate::policy::Role::Operator => Self::Operator,
+            crate::policy::Role::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A user (never the password hash).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct User {
+    /// Login name.
+    pub username: String,
+    /// Role.
+    pub role: RoleName,
+    /// Whether the user is disabled.
+    pub disabled: bool,
+    /// Created at.
+    pub created: DateTime<Utc>,
+    /// Last changed at.
+    pub updated: DateTime<Utc>,
+}
+
+impl From<crate::routes::users::UserView> for User {
+    fn from(u: crate::routes::users::UserView) -> Self {
+        Self {
+            username: u.username,
+            role: u.role.into(),
+            disabled: u.disabled,
+            created: u.created,
+            updated: u.updated,
+        }
+    }
+}
+
+/// The caller, as `GET /api/v1/me` answers.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Me {
+    /// Login name (for an API token: its owner).
+    pub username: String,
+    /// The user's role.
+    pub role: RoleName,
+    /// Whether the user is disabled.
+    pub disabled: bool,
+    /// Created at.
+    pub created: DateTime<Utc>,
+    /// Last changed at.
+    pub updated: DateTime<Utc>,
+    /// The role this request runs with (an API token may have less than its owner).
+    pub effective_role: RoleName,
+    /// `session` or `apiToken`.
+    pub auth_method: String,
+    /// The API token id, when authenticated by one.
+    pub token_id: Option<String>,
+}
+
+impl From<crate::routes::users::MeView> for Me {
+    fn from(m: crate::routes::users::MeView) -> Self {
+        let u = User::from(m.user);
+        Self {
+            username: u.username,
+            role: u.role,
+            disabled: u.disabled,
+            created: u.created,
+            updated: u.updated,
+            effective_role: m.effective_role.into(),
+            auth_method: m.auth_method,
+            token_id: m.token_id,
+        }
+    }
+}
+
+/// An API token (never the secret or its hash).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ApiToken {
+    /// Id (recorded as `token:<id>` in the audit log).
+    pub id: String,
+    /// Name chosen by the owner.
+    pub name: String,
+    /// The user who created it.
+    pub owner: String,
+    /// Its role.
+    pub role: RoleName,
+    /// Created at.
+    pub created: DateTime<Utc>,
+    /// Expires at (null: never).
+    pub expires: Option<DateTime<Utc>>,
+    /// Revoked at.
+    pub revoked: Option<DateTime<Utc>>,
+}
+
+impl From<crate::routes::tokens::TokenView> for ApiToken {
+    fn from(t: crate::routes::tokens::TokenView) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            owner: t.owner,
+            role: t.role.into(),
+            created: t.created,
+            expires: t.expires,
+            revoked: t.revoked,
+        }
+    }
+}
+
+/// The audit chain's check, as `GET /api/v1/audit/verify` answers.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AuditVerification {
+    /// Whether the whole chain checked out.
+    pub ok: bool,
+    /// How many events were checked.
+    pub events: u64,
+    /// The hash of the last good event (publish it elsewhere to anchor the log).
+    pub head_hash: String,
+    /// The sequence number of the first event that fails a check, if any.
+    pub first_bad: Option<u64>,
+    /// What is wrong with it.
+    pub problem: Option<String>,
+}
+
+impl From<berth_controller::store::VerifyReport> for AuditVerification {
+    fn from(r: berth_controller::store::VerifyReport) -> Self {
+        Self {
+            ok: r.is_ok(),
+            events: r.events,
+            head_hash: r.head_hash,
+            first_bad: r.first_bad,
+            problem: r.problem,
+        }
     }
 }
 
@@ -560,7 +704,8 @@ mod tests {
             "metadata": {"name": "app", "namespace": "default", "generation": 1},
             "spec": {"reference": "registry.local/app:1"},
             "status": {"observedGeneration": 1, "conditions": [
-                {"type": "Progressing", "status": "True", "reason": "Pulling"}],
+                {"type": "Progressing", "status": "True", "reason": "Pulling",
+                 "lastTransitionTime": "2026-12-01T00:00:00Z"}],
                 "pull": {"currentBytes": 500, "totalBytes": 2000, "layersDone": 1,
                          "layersTotal": 3}}
         }))
@@ -581,7 +726,8 @@ mod tests {
             "apiVersion": "berth.dev/v1", "kind": "Container",
             "metadata": {"name": "web", "namespace": "default", "generation": 2},
             "spec": {"image": "busybox"},
-            "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True",
+                "lastTransitionTime": "2026-12-01T00:00:00Z"}]}
         }))
         .expect("object");
         assert!(!ApplyProgress::of(&o, 1).1);

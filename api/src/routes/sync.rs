@@ -19,8 +19,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Whether the newest version of the directory is in force.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum,
+)]
 #[serde(rename_all = "lowercase")]
+#[graphql(rename_items = "lowercase")]
 pub enum SyncState {
     /// Nothing tried yet (the server is starting).
     #[default]
@@ -59,7 +62,9 @@ pub struct SyncCounts {
 }
 
 /// Why the newest version of the directory is not applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, async_graphql::SimpleObject,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncProblem {
     /// One line: how many problems and the first.
@@ -83,7 +88,9 @@ pub struct SyncProblem {
 }
 
 /// What the directory sync last did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, async_graphql::SimpleObject,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     /// The synced directory (absolute).
@@ -101,7 +108,8 @@ pub struct SyncStatus {
     pub commit: Option<String>,
     /// How many resources the applied set has.
     pub resources: usize,
-    /// Per kind (`Container`, `Image`): what the last apply did.
+    /// Per kind (`Container`, `Image`): what the last apply did
+    /// (`{"Container": {applied, created, configured, unchanged, pruned}}`).
     pub counts: BTreeMap<String, SyncCounts>,
     /// Why the newest version is not applied (`state` is `error`).
     pub last_error: Option<SyncProblem>,

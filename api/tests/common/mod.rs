@@ -72,16 +72,27 @@ impl TestServer {
         tweak_store: impl FnOnce(&mut StoreConfig),
         driver: Option<std::sync::Arc<dyn berth_controller::docker::Driver>>,
     ) -> Self {
+        Self::start_state(tweak, tweak_store, |state| match driver {
+            Some(d) => state.with_driver(d),
+            None => state,
+        })
+        .await
+    }
+
+    /// As [`TestServer::start_driver`], with `tweak_state` given the state before it is shared
+    /// (for `AppState::with_*` settings such as the directory sync's status).
+    pub async fn start_state(
+        tweak: impl FnOnce(&mut ServeConfig),
+        tweak_store: impl FnOnce(&mut StoreConfig),
+        tweak_state: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let mut store_config = StoreConfig::new(config.data_dir.join("store"));
         tweak_store(&mut store_config);
         let (ready, ready_rx) = watch::channel(false);
-        let mut state = build_state(config, store_config, ready_rx).await;
-        if let Some(d) = driver {
-            state = state.with_driver(d);
-        }
+        let state = tweak_state(build_state(config, store_config, ready_rx).await);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stop_rx) = oneshot::channel::<()>();

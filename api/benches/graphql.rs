@@ -69,13 +69,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn container(driver: &Arc<dyn Driver>, name: &str, script: &str) -> Result<String> {
+/// A running container of `Container default/<name>` as the controller of store `instance`
+/// labels what it makes (logs and stats find only that instance's containers).
+async fn container(
+    driver: &Arc<dyn Driver>,
+    instance: &str,
+    name: &str,
+    script: &str,
+) -> Result<String> {
     let spec = ContainerCreate {
         name: format!("berth-gqlbench-{name}-{}", uuid::Uuid::new_v4().simple()),
         image: std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| "berth-test/busybox:1".into()),
         cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
         labels: [
             (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+            (labels::INSTANCE, instance),
             (labels::KIND, "Container"),
             (labels::NAMESPACE, "default"),
             (labels::NAME, name),
@@ -155,7 +163,7 @@ async fn child_server(with_driver: bool) -> Result<()> {
         None
     };
     let (state, addr, token, _dir) = start_server(1_000_000, driver).await?;
-    println!("{addr} {token}");
+    println!("{addr} {token} {}", state.resources().instance_id());
     let mut sink = Vec::new();
     tokio::io::stdin().read_to_end(&mut sink).await?;
     let (logs, stats) = berth_api::graphql::upstreams_opened(&state);
@@ -170,6 +178,8 @@ struct Child {
     pid: u32,
     addr: std::net::SocketAddr,
     token: String,
+    /// Its store's instance id.
+    instance: String,
 }
 
 impl Child {
@@ -185,9 +195,13 @@ impl Child {
         let pid = process.id().context("the child's pid")?;
         let out = process.stdout.take().context("the child's stdout")?;
         let mut out = tokio::io::BufReader::new(out).lines();
-        let line = out.next_line().await?.context("ADDR TOKEN from the child")?;
-        let (addr, token) = line.trim().split_once(' ').context("ADDR TOKEN from the child")?;
-        Ok(Self { addr: addr.parse()?, token: token.to_owned(), process, out, pid })
+        let line = out.next_line().await?.context("ADDR TOKEN INSTANCE from the child")?;
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(token), Some(instance)) = (f.next(), f.next(), f.next()) else {
+            bail!("bad ADDR TOKEN INSTANCE line {line:?}");
+        };
+        let (addr, token, instance) = (addr.parse()?, token.to_owned(), instance.to_owned());
+        Ok(Self { addr, token, instance, process, out, pid })
     }
 
     /// Ends the child; answers the Engine streams it opened (logs, stats).
@@ -223,19 +237,22 @@ async fn run() -> Result<()> {
     let driver: Arc<dyn Driver> = Arc::new(
         BollardDriver::connect(&DockerConfig::from_env()).await.context("the test Engine")?,
     );
-    let (_state, addr, token, _dir) =
+    let (state, addr, token, _dir) =
         start_server(subscribers * 3, Some(Arc::clone(&driver))).await?;
+    // The server of phase 2, in a child process: its stats container carries its instance id.
+    let stats_server = Child::spawn(true).await?;
     // Both containers first, so that they are removed whatever happens to the phases.
-    let logs_id = container(&driver, "logs", "seq 1 400000; sleep 1800").await?;
+    let instance = state.resources().instance_id();
+    let logs_id = container(&driver, instance, "logs", "seq 1 400000; sleep 1800").await?;
     let made = vec![logs_id.clone()];
-    let made = match container(&driver, "stats", "sleep 1800").await {
+    let made = match container(&driver, &stats_server.instance, "stats", "sleep 1800").await {
         Ok(id) => [made, vec![id]].concat(),
         Err(e) => {
             let _ = driver.remove_container(&logs_id).await;
             return Err(e);
         }
     };
-    let result = phases(&driver, addr, &token, subscribers, &logs_id).await;
+    let result = phases(&driver, addr, &token, subscribers, &logs_id, stats_server).await;
     for id in made {
         let _ = driver.remove_container(&id).await;
     }
@@ -248,6 +265,7 @@ async fn phases(
     token: &str,
     subscribers: usize,
     logs_id: &str,
+    server: Child,
 ) -> Result<()> {
     // 1. Log throughput: a container that writes a fixed log; then a raw Engine API follow
     // from the start and a GraphQL `logs(follow: true)` subscription each read it until its
@@ -318,7 +336,6 @@ async fn phases(
 
     // 2. N stats subscribers on one container over 10 connections, to a server in a child.
     let conns = 10usize;
-    let server = Child::spawn(true).await?;
     let mut sockets = Vec::new();
     for c in 0..conns {
         let mut ws = connect(server.addr, &server.token).await?;

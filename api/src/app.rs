@@ -1,12 +1,19 @@
-//! The REST router and its middleware: tracing (outermost), metrics, timeout, body limit, and
-//! authentication + authorization through the one policy table.
+//! The one route table and the router built from it: every route's method, path, handler,
+//! [`Access`] and OpenAPI description are written once, in [`routes`]; [`router`] mounts each
+//! handler behind its own authentication, authorization and body-limit guard, and the OpenAPI
+//! document ([`crate::routes::openapi`]) is generated from the same table. A handler that is not
+//! in the table is not mounted, so it cannot be reached.
+//!
+//! Middleware, outermost first: tracing, metrics, timeout, then per route: authenticate (401
+//! before any of the body is read), rate limit, authorize (403), body limit (413 for a
+//! `Content-Length` over the limit at once; a longer streamed body is cut off at the limit).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::body::Body;
+use axum::extract::{Extension, MatchedPath, Request, State};
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
@@ -15,66 +22,344 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::policy::{Access, authorize, route_policy};
+use crate::policy::{Access, Action, authorize};
 use crate::routes;
 use crate::state::AppState;
 
-/// Every REST route: method, path as registered, handler. The policy table must name each one
-/// (checked by a test and, at run time, by deny-by-default in [`authorize_request`]).
-pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    use routes::{audit, auth as a, backup, health, resources, system, tokens, users};
+/// One entry of the route table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path as registered in the router (`/api/v1/{plural}/{namespace}/{name}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// What the OpenAPI document says of it.
+    pub doc: RouteDoc,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+/// The OpenAPI description of one route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// One line.
+    pub summary: &'static str,
+    /// The group it is listed under.
+    pub tag: &'static str,
+}
+
+impl Route {
+    fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: fn() -> MethodRouter<AppState>,
+        summary: &'static str,
+        tag: &'static str,
+    ) -> Self {
+        Self { method, path, access, handler, doc: RouteDoc { summary, tag } }
+    }
+
+    /// The handler, mounted behind this route's guard.
+    fn mount(&self, state: &AppState) -> MethodRouter<AppState> {
+        let g = Guard { method: self.method.clone(), path: self.path, access: self.access };
+        (self.handler)().route_layer(middleware::from_fn_with_state((state.clone(), g), guard))
+    }
+}
+
+use Access::{Authenticated as Auth, GraphqlFields, Public, WebsocketInit};
+
+/// Every route berth serves, REST and GraphQL: method, path, access, handler and OpenAPI
+/// description. [`router`] mounts exactly these and nothing else.
+pub fn routes() -> Vec<Route> {
+    use crate::graphql::transport as gql;
+    use Method as M;
+    use routes::{
+        audit, auth as a, backup, health, openapi, resources, sync, system, tokens, users,
+    };
+    let r = Route::new;
     vec![
-        (Method::GET, "/healthz", get(health::healthz)),
-        (Method::GET, "/readyz", get(health::readyz)),
-        (Method::GET, "/metrics", get(health::metrics)),
-        (Method::GET, "/api/v1/openapi.json", get(routes::openapi::document)),
-        (Method::POST, "/api/v1/auth/login", post(a::login)),
-        (Method::POST, "/api/v1/auth/refresh", post(a::refresh)),
-        (Method::POST, "/api/v1/auth/logout", post(a::logout)),
-        (Method::GET, "/api/v1/me", get(users::me)),
-        (Method::PUT, "/api/v1/me/password", put(users::change_own_password)),
-        (Method::GET, "/api/v1/users", get(users::list)),
-        (Method::POST, "/api/v1/users", post(users::create)),
-        (Method::GET, "/api/v1/users/{username}", get(users::get_one)),
-        (Method::PATCH, "/api/v1/users/{username}", patch(users::update)),
-        (Method::DELETE, "/api/v1/users/{username}", delete(users::remove)),
-        (Method::PUT, "/api/v1/users/{username}/password", put(users::reset_password)),
-        (Method::GET, "/api/v1/tokens", get(tokens::list)),
-        (Method::POST, "/api/v1/tokens", post(tokens::create)),
-        (Method::DELETE, "/api/v1/tokens/{id}", delete(tokens::revoke)),
-        (Method::POST, "/api/v1/apply", post(resources::apply)),
-        (Method::GET, "/api/v1/audit", get(audit::query)),
-        (Method::GET, "/api/v1/audit/verify", get(audit::verify)),
-        (Method::GET, "/api/v1/system/version", get(system::version)),
-        (Method::GET, "/api/v1/system/containers", get(system::containers)),
-        (Method::GET, "/api/v1/system/images", get(system::images)),
-        (Method::GET, "/api/v1/system/info", get(system::info)),
-        (Method::GET, "/api/v1/system/df", get(system::df)),
-        (Method::POST, "/api/v1/system/prune", post(system::prune)),
-        (Method::GET, "/api/v1/sync", get(routes::sync::status)),
-        (Method::GET, "/api/v1/system/backup", get(backup::download)),
-        (Method::GET, "/api/v1/{plural}", get(resources::list)),
-        (Method::GET, "/api/v1/{plural}/{namespace}/{name}", get(resources::get_one)),
-        (Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", delete(resources::remove)),
-        (Method::PUT, "/api/v1/{plural}/{namespace}/{name}", put(resources::replace)),
-        (Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", get(resources::status)),
+        r(M::GET, "/healthz", Public, || get(health::healthz), "Liveness", "health"),
+        r(
+            M::GET,
+            "/readyz",
+            Public,
+            || get(health::readyz),
+            "Readiness (503 when not ready)",
+            "health",
+        ),
+        r(
+            M::GET,
+            "/metrics",
+            Public,
+            || get(health::metrics),
+            "Prometheus metrics (text format)",
+            "health",
+        ),
+        r(
+            M::GET,
+            "/api/v1/openapi.json",
+            Public,
+            || get(openapi::document),
+            "This document",
+            "health",
+        ),
+        r(M::POST, "/api/v1/auth/login", Public, || post(a::login), "Log in", "auth"),
+        r(
+            M::POST,
+            "/api/v1/auth/refresh",
+            Public,
+            || post(a::refresh),
+            "Exchange a refresh token",
+            "auth",
+        ),
+        r(
+            M::POST,
+            "/api/v1/auth/logout",
+            Auth(Action::ReadSelf),
+            || post(a::logout),
+            "End the session",
+            "auth",
+        ),
+        r(M::GET, "/api/v1/me", Auth(Action::ReadSelf), || get(users::me), "The caller", "users"),
+        r(
+            M::PUT,
+            "/api/v1/me/password",
+            Auth(Action::ReadSelf),
+            || put(users::change_own_password),
+            "Change own password",
+            "users",
+        ),
+        r(
+            M::GET,
+            "/api/v1/users",
+            Auth(Action::ManageUsers),
+            || get(users::list),
+            "List users",
+            "users",
+        ),
+        r(
+            M::POST,
+            "/api/v1/users",
+            Auth(Action::ManageUsers),
+            || post(users::create),
+            "Create a user",
+            "users",
+        ),
+        r(
+            M::GET,
+            "/api/v1/users/{username}",
+            Auth(Action::ManageUsers),
+            || get(users::get_one),
+            "Get a user",
+            "users",
+        ),
+        r(
+            M::PATCH,
+            "/api/v1/users/{username}",
+            Auth(Action::ManageUsers),
+            || patch(users::update),
+            "Change role or disable",
+            "users",
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/users/{username}",
+            Auth(Action::ManageUsers),
+            || delete(users::remove),
+            "Delete a user",
+            "users",
+        ),
+        r(
+            M::PUT,
+            "/api/v1/users/{username}/password",
+            Auth(Action::ManageUsers),
+            || put(users::reset_password),
+            "Reset a password",
+            "users",
+        ),
+        r(
+            M::GET,
+            "/api/v1/tokens",
+            Auth(Action::ManageOwnTokens),
+            || get(tokens::list),
+            "List API tokens",
+            "tokens",
+        ),
+        r(
+            M::POST,
+            "/api/v1/tokens",
+            Auth(Action::ManageOwnTokens),
+            || post(tokens::create),
+            "Create an API token",
+            "tokens",
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/tokens/{id}",
+            Auth(Action::ManageOwnTokens),
+            || delete(tokens::revoke),
+            "Revoke an API token",
+            "tokens",
+        ),
+        r(
+            M::POST,
+            "/api/v1/apply",
+            Auth(Action::ApplyResources),
+            || post(resources::apply),
+            "Apply manifests",
+            "resources",
+        ),
+        r(
+            M::GET,
+            "/api/v1/audit",
+            Auth(Action::ReadAudit),
+            || get(audit::query),
+            "Query the audit log",
+            "audit",
+        ),
+        r(
+            M::GET,
+            "/api/v1/audit/verify",
+            Auth(Action::ReadAudit),
+            || get(audit::verify),
+            "Verify the audit chain",
+            "audit",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/version",
+            Auth(Action::ReadSystem),
+            || get(system::version),
+            "Docker Engine version",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/containers",
+            Auth(Action::ReadSystem),
+            || get(system::containers),
+            "Every Docker container",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/images",
+            Auth(Action::ReadSystem),
+            || get(system::images),
+            "Every Docker image",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/info",
+            Auth(Action::ReadSystem),
+            || get(system::info),
+            "Docker Engine and berth facts",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/df",
+            Auth(Action::ReadSystem),
+            || get(system::df),
+            "Docker disk usage",
+            "system",
+        ),
+        r(
+            M::POST,
+            "/api/v1/system/prune",
+            Auth(Action::SystemPrune),
+            || post(system::prune),
+            "Remove berth's own leftovers",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/system/backup",
+            Auth(Action::Backup),
+            || get(backup::download),
+            "A consistent backup of the whole store (berth-backup format)",
+            "system",
+        ),
+        r(
+            M::GET,
+            "/api/v1/sync",
+            Auth(Action::ReadResources),
+            || get(sync::status),
+            "The directory sync's status",
+            "resources",
+        ),
+        r(
+            M::GET,
+            "/api/v1/{plural}",
+            Auth(Action::ReadResources),
+            || get(resources::list),
+            "List or watch resources",
+            "resources",
+        ),
+        r(
+            M::GET,
+            "/api/v1/{plural}/{namespace}/{name}",
+            Auth(Action::ReadResources),
+            || get(resources::get_one),
+            "Get a resource",
+            "resources",
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/{plural}/{namespace}/{name}",
+            Auth(Action::DeleteResources),
+            || delete(resources::remove),
+            "Delete a resource",
+            "resources",
+        ),
+        r(
+            M::PUT,
+            "/api/v1/{plural}/{namespace}/{name}",
+            Auth(Action::ApplyResources),
+            || put(resources::replace),
+            "Replace a resource (YAML or JSON)",
+            "resources",
+        ),
+        r(
+            M::GET,
+            "/api/v1/{plural}/{namespace}/{name}/status",
+            Auth(Action::ReadResources),
+            || get(resources::status),
+            "A resource's status",
+            "resources",
+        ),
+        r(
+            M::POST,
+            "/graphql",
+            GraphqlFields,
+            || post(gql::graphql_post),
+            "GraphQL queries and mutations (each field checks its own action)",
+            "graphql",
+        ),
+        r(
+            M::GET,
+            "/graphql/ws",
+            WebsocketInit,
+            || get(gql::graphql_ws),
+            "GraphQL subscriptions over a websocket (graphql-transport-ws); the token is in connection_init",
+            "graphql",
+        ),
     ]
 }
 
-/// The full REST application with its middleware, ready to serve.
+/// The full application with its middleware, ready to serve.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().body_limit;
     let mut r = Router::new();
-    let mut registered = Vec::new();
-    for (method, path, handler) in routes() {
-        registered.push((method, path));
-        r = r.route(path, handler);
+    for route in routes() {
+        r = r.route(route.path, route.mount(&state));
     }
-    r = r.merge(crate::graphql::routes(state.clone()));
-    let registered = Arc::new(registered);
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state((state.clone(), registered), authorize_request))
+        .layer(Extension(crate::graphql::build_schema(state.clone())))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
@@ -127,46 +412,84 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
-/// The (method, path) pairs the router serves.
-type Registered = Arc<Vec<(Method, &'static str)>>;
+/// What the guard of one route knows about it.
+#[derive(Debug, Clone)]
+struct Guard {
+    method: Method,
+    path: &'static str,
+    access: Access,
+}
 
-/// Authenticates the caller of a non-public route, applies the per-token rate limit and checks
-/// the route's action against the caller's role. The [`auth::Principal`] is left in the request
-/// extensions for handlers.
-async fn authorize_request(
-    State((state, registered)): State<(AppState, Registered)>,
+/// The guard in front of every handler: authenticates the caller of a route that needs
+/// credentials (401 before any of the body is read), applies the per-token rate limit, checks
+/// the route's action against the caller's role (403, audited), then limits the body. The
+/// [`auth::Principal`] is left in the request extensions for handlers.
+async fn guard(
+    State((state, g)): State<(AppState, Guard)>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(route) = route_of(&req) else {
-        return next.run(req).await; // fallback: 404
+    let graphql = g.access == Access::GraphqlFields;
+    let refuse = |e: ApiError| {
+        if graphql { crate::graphql::transport::error_response(&e) } else { e.into_response() }
     };
-    let access = match route_policy(req.method(), &route) {
-        Some(p) => p.access,
-        // The path exists but not with this method: the router answers 405.
-        None if !registered.iter().any(|(m, p)| m == req.method() && *p == route) => {
-            return next.run(req).await;
+    if g.access.needs_credentials() {
+        let principal = match auth::authenticate(&state, req.headers()).await {
+            Ok(p) if graphql => p.via_graphql(),
+            Ok(p) => p,
+            Err(e) => return refuse(e),
+        };
+        if let Err(retry_after) = state.per_token().check(&principal.rate_key()) {
+            return refuse(ApiError::RateLimited { retry_after });
         }
-        None => {
-            tracing::error!(route, method = %req.method(), "route has no policy entry; refused");
-            return ApiError::forbidden("this route has no authorization policy").into_response();
+        if let Some(action) = g.access.action()
+            && let Err(e) = authorize(principal.role, action)
+        {
+            auth::audit_denied(&state, &principal, &g.method, g.path, action).await;
+            return refuse(e);
         }
-    };
-    let action = match access {
-        Access::Public => return next.run(req).await,
-        Access::Authenticated(action) => action,
-    };
-    let principal = match auth::authenticate(&state, req.headers()).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(retry_after) = state.per_token().check(&principal.rate_key()) {
-        return ApiError::RateLimited { retry_after }.into_response();
+        req.extensions_mut().insert(principal);
     }
-    if let Err(e) = authorize(principal.role, action) {
-        auth::audit_denied(&state, &principal, req.method(), &route, action).await;
-        return e.into_response();
+    match limit_body(req, state.config().body_limit) {
+        Ok(req) => next.run(req).await,
+        Err(e) => refuse(e),
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+}
+
+/// The one body limit: a declared `Content-Length` over `limit` is refused at once (413), and
+/// the body is wrapped so that whoever reads it gets an error at `limit` bytes (extractors
+/// answer 413), however it is sent.
+fn limit_body(req: Request, limit: usize) -> Result<Request, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let (parts, body) = req.into_parts();
+    Ok(Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_has_no_duplicate_entries() {
+        let all = routes();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{} {}", a.method, a.path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_has_a_summary_and_a_tag() {
+        for r in routes() {
+            assert!(!r.doc.summary.is_empty() && !r.doc.tag.is_empty(), "{} {}", r.method, r.path);
+        }
+    }
 }

@@ -1,11 +1,10 @@
-//! The one authorization policy: which role may perform which [`Action`], and which action every
-//! REST route is.
+//! The one authorization policy: which role may perform which [`Action`], and who may call a
+//! route ([`Access`]).
 //!
-//! REST routes are checked by middleware through [`ROUTE_POLICY`]; finer checks inside handlers
-//! (admin-only spec fields, someone else's token) and the GraphQL resolvers call [`authorize`]
-//! with the same [`Action`]s, so there is exactly one table to read and to test.
-
-use axum::http::Method;
+//! Every route's [`Access`] is written in the one route table ([`crate::app::routes`]), which
+//! also builds the router and the OpenAPI document; finer checks inside handlers (admin-only
+//! spec fields, someone else's token) and the GraphQL resolvers call [`authorize`] with the same
+//! [`Action`]s, so there is exactly one table to read and to test.
 
 use crate::error::ApiError;
 
@@ -134,74 +133,39 @@ pub fn authorize(role: Role, action: Action) -> Result<(), ApiError> {
     }
 }
 
-/// Who may call a route.
+/// Who may call a route: every entry of the route table ([`crate::app::routes`]) names one, and
+/// the router mounts each handler behind the check its access asks for, so a handler cannot be
+/// reached without an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, without credentials (health, metrics, login, refresh, the OpenAPI document).
     Public,
     /// An authenticated caller whose role allows the action.
     Authenticated(Action),
+    /// `POST /graphql`: an authenticated caller of any role; each field then checks its own
+    /// [`Action`] with [`authorize`] (a viewer may query, only an operator may apply).
+    GraphqlFields,
+    /// `GET /graphql/ws`: the upgrade itself carries no credentials (browsers cannot set headers
+    /// on a websocket); the token comes in the `connection_init` message and the connection is
+    /// closed (4401/4403) without it. The only route whose caller is authenticated after
+    /// something was read, by design; each message is capped at the body limit.
+    WebsocketInit,
 }
 
-/// One entry of the route table.
-#[derive(Debug, Clone)]
-pub struct RoutePolicy {
-    /// The HTTP method.
-    pub method: Method,
-    /// The route as registered in the router (`/api/v1/{plural}/{namespace}/{name}`).
-    pub path: &'static str,
-    /// Who may call it.
-    pub access: Access,
-}
+impl Access {
+    /// Whether the route answers 401 to a request without valid credentials before reading its
+    /// body.
+    pub fn needs_credentials(self) -> bool {
+        matches!(self, Access::Authenticated(_) | Access::GraphqlFields)
+    }
 
-const fn entry(method: Method, path: &'static str, access: Access) -> RoutePolicy {
-    RoutePolicy { method, path, access }
-}
-
-use Access::{Authenticated as Auth, Public};
-
-/// Every REST route and who may call it. The authorization middleware refuses a route that is
-/// missing here, and a test checks that every registered route has an entry.
-pub static ROUTE_POLICY: &[RoutePolicy] = &[
-    entry(Method::GET, "/healthz", Public),
-    entry(Method::GET, "/readyz", Public),
-    entry(Method::GET, "/metrics", Public),
-    entry(Method::GET, "/api/v1/openapi.json", Public),
-    entry(Method::POST, "/api/v1/auth/login", Public),
-    entry(Method::POST, "/api/v1/auth/refresh", Public),
-    entry(Method::POST, "/api/v1/auth/logout", Auth(Action::ReadSelf)),
-    entry(Method::GET, "/api/v1/me", Auth(Action::ReadSelf)),
-    entry(Method::PUT, "/api/v1/me/password", Auth(Action::ReadSelf)),
-    entry(Method::GET, "/api/v1/users", Auth(Action::ManageUsers)),
-    entry(Method::POST, "/api/v1/users", Auth(Action::ManageUsers)),
-    entry(Method::GET, "/api/v1/users/{username}", Auth(Action::ManageUsers)),
-    entry(Method::PATCH, "/api/v1/users/{username}", Auth(Action::ManageUsers)),
-    entry(Method::DELETE, "/api/v1/users/{username}", Auth(Action::ManageUsers)),
-    entry(Method::PUT, "/api/v1/users/{username}/password", Auth(Action::ManageUsers)),
-    entry(Method::GET, "/api/v1/tokens", Auth(Action::ManageOwnTokens)),
-    entry(Method::POST, "/api/v1/tokens", Auth(Action::ManageOwnTokens)),
-    entry(Method::DELETE, "/api/v1/tokens/{id}", Auth(Action::ManageOwnTokens)),
-    entry(Method::POST, "/api/v1/apply", Auth(Action::ApplyResources)),
-    entry(Method::GET, "/api/v1/system/version", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/containers", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/images", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/info", Auth(Action::ReadSystem)),
-    entry(Method::GET, "/api/v1/system/df", Auth(Action::ReadSystem)),
-    entry(Method::POST, "/api/v1/system/prune", Auth(Action::SystemPrune)),
-    entry(Method::GET, "/api/v1/sync", Auth(Action::ReadResources)),
-    entry(Method::GET, "/api/v1/system/backup", Auth(Action::Backup)),
-    entry(Method::GET, "/api/v1/{plural}", Auth(Action::ReadResources)),
-    entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ReadResources)),
-    entry(Method::DELETE, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::DeleteResources)),
-    entry(Method::PUT, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ApplyResources)),
-    entry(Method::GET, "/api/v1/{plural}/{namespace}/{name}/status", Auth(Action::ReadResources)),
-    entry(Method::GET, "/api/v1/audit", Auth(Action::ReadAudit)),
-    entry(Method::GET, "/api/v1/audit/verify", Auth(Action::ReadAudit)),
-];
-
-/// The policy entry for a matched route, if any.
-pub fn route_policy(method: &Method, path: &str) -> Option<&'static RoutePolicy> {
-    ROUTE_POLICY.iter().find(|p| p.method == *method && p.path == path)
+    /// The action a caller's role must allow before the handler runs, if any.
+    pub fn action(self) -> Option<Action> {
+        match self {
+            Access::Authenticated(a) => Some(a),
+            Access::Public | Access::GraphqlFields | Access::WebsocketInit => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,15 +210,6 @@ mod tests {
             Action::Backup,
         ] {
             assert!(authorize(Role::Operator, a).is_err(), "{a:?}");
-        }
-    }
-
-    #[test]
-    fn route_table_has_no_duplicate_entries() {
-        for (i, a) in ROUTE_POLICY.iter().enumerate() {
-            for b in &ROUTE_POLICY[i + 1..] {
-                assert!(!(a.method == b.method && a.path == b.path), "{} {}", a.method, a.path);
-            }
         }
     }
 }

@@ -10,10 +10,11 @@
 //! - [`hub`]: one Engine stream per container for followed logs and stats, fanned out to every
 //!   subscriber with a bounded buffer each; [`exec`]: live exec sessions; [`events`]: the
 //!   Engine event stream behind `dockerEvents`, resubscribed when it drops.
-//! - [`transport`]: [`routes`], the HTTP handler and the websocket (graphql-transport-ws and
-//!   the older graphql-ws), with authentication in `connection_init`.
+//! - [`transport`]: the HTTP handler and the websocket (graphql-transport-ws and the older
+//!   graphql-ws), with authentication in `connection_init`.
 //!
-//! Mount it with [`routes`] (done by [`crate::app::router`]); the Docker driver comes from
+//! Both transports are entries of the one route table ([`crate::app::routes`]), which mounts
+//! them with the schema from [`build_schema`]; the Docker driver comes from
 //! [`AppState::with_driver`](crate::AppState::with_driver).
 
 pub mod error;
@@ -31,7 +32,6 @@ pub mod types;
 use std::time::Duration;
 
 pub use self::schema::{BerthSchema, build_schema, sdl};
-pub use self::transport::routes;
 
 /// GraphQL settings: limits, the websocket `Origin` allow-list and keepalive.
 #[derive(Debug, Clone)]

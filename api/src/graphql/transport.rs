@@ -12,23 +12,23 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use async_graphql::http::{MultipartOptions, receive_batch_body};
 use async_graphql::http::{WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage};
 use async_graphql::{BatchRequest, Data};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
-use axum::Router;
+use async_graphql_axum::GraphQLResponse;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use berth_controller::store::token_hash;
 use chrono::{DateTime, Utc};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 
-use super::schema::{BerthSchema, build_schema};
+use super::schema::BerthSchema;
 use crate::auth::{self, API_TOKEN_PREFIX, Principal};
 use crate::error::ApiError;
+use crate::extract::ApiBytes;
 use crate::state::AppState;
 
 /// Close code: no or bad credentials in `connection_init`, or the token expired.
@@ -42,22 +42,14 @@ pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 /// written together (one flush, fewer syscalls), and this bounds what one flush holds.
 const WRITE_BATCH: usize = 64;
 
-/// The GraphQL routes, `POST /graphql` and `GET /graphql/ws`, to merge into the REST router
-/// (which [`crate::app::router`] does).
-pub fn routes(state: AppState) -> Router<AppState> {
-    let schema = build_schema(state);
-    Router::new()
-        .route("/graphql", post(graphql_post))
-        .route("/graphql/ws", get(graphql_ws))
-        .layer(Extension(schema))
-}
-
 fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, axum::Json(body)).into_response()
 }
 
-fn api_error_response(e: &ApiError) -> Response {
+/// An [`ApiError`] in the GraphQL error shape (`{"errors": [{message, extensions: {code}}]}`),
+/// with the status code REST would use.
+pub fn error_response(e: &ApiError) -> Response {
     let mut r = error_body(e.status(), e.code(), &e.to_string());
     if let ApiError::RateLimited { retry_after } = e {
         r.headers_mut().insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
@@ -65,21 +57,26 @@ fn api_error_response(e: &ApiError) -> Response {
     r
 }
 
-async fn graphql_post(
+/// `POST /graphql`. The route's guard has already authenticated the caller (401 before the body
+/// is read) and limited the body; the batch is read within that limit (413 past it).
+pub async fn graphql_post(
     State(state): State<AppState>,
     Extension(schema): Extension<BerthSchema>,
+    principal: Principal,
     headers: HeaderMap,
-    req: GraphQLBatchRequest,
+    body: Result<ApiBytes, ApiError>,
 ) -> Response {
-    let principal = match auth::authenticate(&state, &headers).await {
-        Ok(p) => p.via_graphql(),
-        Err(e) => return api_error_response(&e),
+    let body = match body {
+        Ok(ApiBytes(b)) => b,
+        Err(e) => return error_response(&e),
     };
-    if let Err(retry_after) = state.per_token().check(&principal.rate_key()) {
-        return api_error_response(&ApiError::RateLimited { retry_after });
-    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let batch = match receive_batch_body(content_type, &body[..], MultipartOptions::default()).await
+    {
+        Ok(b) => b,
+        Err(e) => return error_body(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    };
     let cfg = &state.config().graphql;
-    let batch = req.into_inner();
     if let BatchRequest::Batch(v) = &batch
         && v.len() > cfg.max_batch
     {
@@ -115,7 +112,10 @@ pub fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> b
         || hostname.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn graphql_ws(
+/// `GET /graphql/ws`: checks the `Origin` and the subprotocol, then upgrades. Credentials come
+/// in `connection_init` (see the module docs); every message and frame is capped at the body
+/// limit, so an unauthenticated client cannot make the server hold more than that.
+pub async fn graphql_ws(
     State(state): State<AppState>,
     Extension(schema): Extension<BerthSchema>,
     headers: HeaderMap,
@@ -140,7 +140,10 @@ async fn graphql_ws(
             "ask for the graphql-transport-ws (or graphql-ws) subprotocol",
         );
     };
+    let limit = state.config().body_limit;
     upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .protocols([protocol.sec_websocket_protocol()])
         .on_upgrade(move |socket| serve_socket(socket, state, schema, protocol))
 }

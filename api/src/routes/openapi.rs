@@ -6,7 +6,8 @@ use axum::Json;
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
-use crate::policy::{Access, ROUTE_POLICY, RoutePolicy};
+use crate::app::{Route, routes};
+use crate::policy::Access;
 
 fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -459,8 +460,9 @@ fn query_params(method: &Method, path: &str) -> Vec<Value> {
     }
 }
 
-fn path_item(p: &RoutePolicy) -> Value {
-    let (summary, body, status, schema) = operation(&p.method, p.path);
+fn path_item(p: &Route) -> Value {
+    let (_, body, status, schema) = operation(&p.method, p.path);
+    let summary = p.doc.summary;
     let mut params: Vec<Value> = p
         .path
         .split('/')
@@ -523,9 +525,16 @@ fn path_item(p: &RoutePolicy) -> Value {
             json!({ "required": p.path != "/api/v1/auth/logout", "content": { "application/json": { "schema": b } } }),
         );
     }
+    op.insert("tags".into(), json!([p.doc.tag]));
     match p.access {
-        Access::Public => {
+        Access::Public | Access::WebsocketInit => {
             op.insert("security".into(), json!([]));
+        }
+        Access::GraphqlFields => {
+            op.insert(
+                "description".into(),
+                json!("Any authenticated role; each field checks its own action."),
+            );
         }
         Access::Authenticated(action) => {
             op.insert(
@@ -545,7 +554,7 @@ fn path_item(p: &RoutePolicy) -> Value {
 /// Builds the document.
 pub fn openapi() -> Value {
     let mut paths = Map::new();
-    for p in ROUTE_POLICY {
+    for p in &routes() {
         let item = paths.entry(p.path.to_owned()).or_insert_with(|| json!({}));
         if let Value::Object(m) = item {
             m.insert(p.method.as_str().to_lowercase(), path_item(p));

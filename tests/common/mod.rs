@@ -71,7 +71,8 @@ pub fn eventually<T>(limit: Duration, why: &str, mut f: impl FnMut() -> Option<T
     }
 }
 
-fn http_status(port: u16, path: &str) -> Option<u16> {
+/// The status of `GET path` on 127.0.0.1:`port`, or `None` when nothing answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
@@ -224,6 +225,11 @@ impl Server {
             return None;
         }
         serde_json::from_slice(&o.stdout).ok()
+    }
+
+    /// The `berth serve` process id (for reading its `/proc` status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

@@ -145,13 +145,62 @@ async fn status_writes_never_bump_generation_and_never_conflict_with_spec_writes
 }
 
 #[tokio::test]
+async fn a_dry_run_answers_what_the_apply_answers_and_writes_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    let dry = store.apply_dry_run(container("web", "nginx:1")).await?;
+    assert_eq!(dry.outcome, WriteOutcome::Created);
+    assert_eq!(store.get(&key("web")).await?, None);
+    let read = store.apply(&alice(), container("web", "nginx:1")).await?.object;
+    store.update_status(&WriteContext::controller(), &key("web"), json!({"ready": true})).await?;
+    let revision = store.revision();
+
+    // A version moved past only by a status write: both accept it.
+    let mut edit = container("web", "nginx:2");
+    edit.metadata.resource_version = read.metadata.resource_version.clone();
+    let dry = store.apply_dry_run(edit.clone()).await?;
+    assert_eq!(dry.outcome, WriteOutcome::Configured);
+    assert_eq!(dry.object.metadata.generation, Some(2));
+    assert_eq!(store.revision(), revision, "a dry run writes nothing");
+    assert_eq!(store.apply(&alice(), edit).await?.outcome, WriteOutcome::Configured);
+
+    // A version from before another spec write: both refuse it.
+    let mut stale = container("web", "nginx:3");
+    stale.metadata.resource_version = read.metadata.resource_version.clone();
+    let dry = store.apply_dry_run(stale.clone()).await;
+    assert!(matches!(dry, Err(StoreError::Conflict { .. })), "{dry:?}");
+    assert!(matches!(store.apply(&alice(), stale).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(
+        store.apply_dry_run(container("web", "nginx:2")).await?.outcome,
+        WriteOutcome::Unchanged
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn client_set_finalizers_are_ignored_like_the_other_server_set_fields() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    let mut obj = container("web", "nginx:1");
+    obj.metadata.finalizers = vec!["example.com/forever".into()];
+    let r = store.create(&alice(), obj.clone()).await?;
+    assert!(r.object.metadata.finalizers.is_empty(), "{:?}", r.object.metadata.finalizers);
+    // Nor can an update add one.
+    obj.spec = json!({"image": "nginx:2"});
+    let r = store.apply(&alice(), obj).await?;
+    assert!(r.object.metadata.finalizers.is_empty(), "{:?}", r.object.metadata.finalizers);
+    assert_eq!(store.delete(&alice(), &key("web")).await?.outcome, WriteOutcome::Deleted);
+    Ok(())
+}
+
+#[tokio::test]
 async fn delete_with_finalizers_waits_for_the_last_finalizer() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
     let ctl = WriteContext::controller();
-    let mut obj = container("web", "nginx:1");
-    obj.metadata.finalizers = vec!["berth.dev/docker-cleanup".into()];
-    store.create(&alice(), obj).await?;
+    store.create(&alice(), container("web", "nginx:1")).await?;
+    store.add_finalizer(&ctl, &key("web"), "berth.dev/docker-cleanup").await?;
     store.add_finalizer(&ctl, &key("web"), "example.com/other").await?;
 
     let r = store.delete(&alice(), &key("web")).await?;

@@ -16,9 +16,8 @@ async fn every_write_reaches_a_watcher_in_revision_order_with_its_type() -> anyh
     let list = store.list(&ListQuery::default()).await?;
     let mut watch = store.watch(WatchQuery::after(list.revision))?;
 
-    let mut obj = container("web", "nginx:1");
-    obj.metadata.finalizers = vec!["f".into()];
-    store.create(&alice(), obj).await?;
+    store.create(&alice(), container("web", "nginx:1")).await?;
+    store.add_finalizer(&WriteContext::controller(), &key("web"), "f").await?;
     store.apply(&alice(), container("web", "nginx:2")).await?;
     store.apply(&alice(), container("web", "nginx:2")).await?; // unchanged: no event
     store.update_status(&WriteContext::controller(), &key("web"), json!({"ready": true})).await?;
@@ -26,7 +25,7 @@ async fn every_write_reaches_a_watcher_in_revision_order_with_its_type() -> anyh
     store.remove_finalizer(&WriteContext::controller(), &key("web"), "f").await?;
 
     let mut seen = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let e = watch.next().await?;
         seen.push((e.revision, e.event_type));
     }
@@ -37,7 +36,8 @@ async fn every_write_reaches_a_watcher_in_revision_order_with_its_type() -> anyh
             (2, EventType::Modified),
             (3, EventType::Modified),
             (4, EventType::Modified),
-            (5, EventType::Deleted),
+            (5, EventType::Modified),
+            (6, EventType::Deleted),
         ]
     );
     assert_eq!(watch.try_next(), Ok(None));

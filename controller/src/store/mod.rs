@@ -59,9 +59,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// feed.
 ///
 /// Server-set metadata in a request (`uid`, `generation`, `creationTimestamp`,
-/// `deletionTimestamp`) is ignored; `status` in a request is ignored too (use
-/// [`update_status`](ResourceStore::update_status)). `finalizers` are taken from the request
-/// on create only; later they change through the finalizer calls.
+/// `deletionTimestamp`, `finalizers`) is ignored; `status` in a request is ignored too (use
+/// [`update_status`](ResourceStore::update_status)). Finalizers change only through the
+/// finalizer calls ([`add_finalizer`](ResourceStore::add_finalizer)), which only the controller
+/// makes: a client cannot make a resource that can never be deleted.
 pub trait ResourceStore: Send + Sync + std::fmt::Debug {
     /// Creates an object: assigns a uid, `generation: 1`, a new `resourceVersion` and
     /// `creationTimestamp`.
@@ -93,6 +94,18 @@ pub trait ResourceStore: Send + Sync + std::fmt::Debug {
         ctx: &WriteContext,
         object: DynamicObject,
     ) -> BoxFuture<'_, StoreResult<WriteResult>>;
+
+    /// What [`apply`](ResourceStore::apply) of `object` would answer now, writing nothing:
+    /// the outcome, the stored object and the object as it would be (without the `uid`,
+    /// `resourceVersion` and `creationTimestamp` a create would assign). Decided by the same
+    /// code as the write, so a dry run and the real apply agree on conflicts (a
+    /// `resourceVersion` moved only by status or finalizer writes is accepted by both).
+    ///
+    /// # Errors
+    ///
+    /// As `apply`: [`StoreError::Conflict`], [`StoreError::Terminating`],
+    /// [`StoreError::Invalid`]; storage errors.
+    fn apply_dry_run(&self, object: DynamicObject) -> BoxFuture<'_, StoreResult<WriteResult>>;
 
     /// As [`apply`](ResourceStore::apply), but the object must exist.
     ///

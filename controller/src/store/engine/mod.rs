@@ -32,7 +32,7 @@ use super::audit::{
 };
 use super::config::StoreConfig;
 use super::error::{EngineError, StoreError};
-use super::types::{ListQuery, ObjectList, WriteContext, WriteResult};
+use super::types::{ListQuery, ObjectList, WriteContext, WriteOutcome, WriteResult};
 use super::watch::{Watch, WatchError, WatchHub, WatchQuery};
 use super::{AccountStore, AuditLog, ResourceStore, StoreResult};
 
@@ -506,6 +506,31 @@ impl Core {
         Ok(ObjectList { revision, items })
     }
 
+    /// What an apply of `request` would answer now, from the same decision the write makes
+    /// ([`ops::plan_put`]), writing nothing. Read under the batch lock, so the object and its
+    /// spec version are from one committed state.
+    fn apply_dry_run(&self, request: &DynamicObject) -> StoreResult<WriteResult> {
+        self.check_poisoned()?;
+        let put = ops::PutRequest::new(request)?;
+        let k = ops::resource_key(&put.key);
+        let _batch = self.batch_lock.read().unwrap_or_else(lock_poisoned);
+        let revision = self.revision.load(Ordering::Acquire);
+        let current = match self.trees[ops::RESOURCES].get(&k).map_err(|e| self.storage(e))? {
+            Some(v) => Some(ops::decode_object(&k, &v)?),
+            None => None,
+        };
+        let spec_rv = self.trees[ops::SPEC_VERSIONS]
+            .get(&k)
+            .map_err(|e| self.storage(e))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes));
+        let (outcome, old, object) = match ops::plan_put(put, current, spec_rv, ops::Mode::Apply)? {
+            ops::PutPlan::Unchanged(old) => (WriteOutcome::Unchanged, Some(old.clone()), old),
+            ops::PutPlan::Create(object) => (WriteOutcome::Created, None, object),
+            ops::PutPlan::Update { old, object } => (WriteOutcome::Configured, Some(*old), *object),
+        };
+        Ok(WriteResult { outcome, old, object, revision })
+    }
+
     /// The recorded audit head, read under the batch lock so it matches committed events.
     fn audit_head(&self) -> StoreResult<Option<(u64, String)>> {
         let _batch = self.batch_lock.read().unwrap_or_else(lock_poisoned);
@@ -730,6 +755,10 @@ impl ResourceStore for SledStore {
         object: DynamicObject,
     ) -> BoxFuture<'_, StoreResult<WriteResult>> {
         self.write(ctx, Request::Update(object))
+    }
+
+    fn apply_dry_run(&self, object: DynamicObject) -> BoxFuture<'_, StoreResult<WriteResult>> {
+        self.blocking(move |core| core.apply_dry_run(&object))
     }
 
     fn update_status(

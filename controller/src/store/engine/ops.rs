@@ -389,30 +389,13 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Whether a write naming `expected` as its `resourceVersion` may go ahead: `expected` is
-    /// the current version, or no spec, labels or annotations write happened since it (only
-    /// status or finalizer writes, which the caller's change cannot overwrite).
-    fn precondition_holds(
-        &self,
-        key: &ResourceKey,
-        current: &DynamicObject,
-        expected: &str,
-    ) -> JobResult<bool> {
-        if current.metadata.resource_version.as_deref() == Some(expected) {
-            return Ok(true);
-        }
-        let Ok(expected) = expected.parse::<u64>() else {
-            return Ok(false);
-        };
-        let current_rv = current.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
-        let spec_rv = self
+    /// The revision of the last spec, labels or annotations write of `key` (see
+    /// [`SPEC_VERSIONS`]).
+    fn spec_version(&self, key: &ResourceKey) -> JobResult<Option<u64>> {
+        Ok(self
             .tree(SPEC_VERSIONS)
             .get(resource_key(key))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes));
-        Ok(match (spec_rv, current_rv) {
-            (Some(spec_rv), Some(current_rv)) => spec_rv <= expected && expected <= current_rv,
-            _ => false,
-        })
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
     }
 
     fn emit(&mut self, event_type: EventType, object: &DynamicObject) {
@@ -438,82 +421,34 @@ impl<'a> Batch<'a> {
         request: &DynamicObject,
         mode: Mode,
     ) -> JobResult<WriteResult> {
-        let mut request = request.clone();
-        if request.metadata.namespace.is_empty() {
-            request.metadata.namespace = DEFAULT_NAMESPACE.to_owned();
-        }
-        let key = request.key();
-        check_key(&key)?;
-        let wanted_rv = request.metadata.resource_version.take().filter(|rv| !rv.is_empty());
-        match (self.load(&key)?, mode) {
-            (Some(_), Mode::Create) => Err(StoreError::AlreadyExists { key }.into()),
-            (None, Mode::Update) => Err(StoreError::NotFound { key }.into()),
-            (None, _) => {
-                if let Some(expected) = wanted_rv {
-                    let err = if mode == Mode::Create {
-                        StoreError::Invalid {
-                            reason: format!(
-                                "{key}: metadata.resourceVersion must not be set on create"
-                            ),
-                        }
-                    } else {
-                        StoreError::Conflict { key, expected, actual: None }
-                    };
-                    return Err(err.into());
-                }
+        let put = PutRequest::new(request)?;
+        let key = put.key.clone();
+        let current = self.load(&key)?;
+        let spec_rv = match (&current, &put.wanted_rv) {
+            (Some(_), Some(_)) => self.spec_version(&key)?,
+            _ => None,
+        };
+        match plan_put(put, current, spec_rv, mode)? {
+            PutPlan::Unchanged(old) => {
+                let object = old.clone();
+                Ok(self.result(WriteOutcome::Unchanged, Some(old), object))
+            }
+            PutPlan::Create(mut object) => {
                 let revision = self.next_revision();
-                let mut finalizers = Vec::new();
-                for f in request.metadata.finalizers.drain(..) {
-                    if !f.is_empty() && !finalizers.contains(&f) {
-                        finalizers.push(f);
-                    }
-                }
-                let mut object = DynamicObject {
-                    api_version: API_VERSION.to_owned(),
-                    kind: request.kind,
-                    metadata: request.metadata,
-                    spec: request.spec,
-                    status: serde_json::Value::Null,
-                };
                 let meta = &mut object.metadata;
                 meta.uid = Some(uuid::Uuid::new_v4().to_string());
-                meta.generation = Some(1);
                 meta.resource_version = Some(revision.to_string());
                 meta.creation_timestamp = Some(Utc::now());
-                meta.deletion_timestamp = None;
-                meta.finalizers = finalizers;
                 self.store(&object)?;
                 self.mark_spec_write(&key)?;
                 self.audit_resource(ctx, verbs::CREATE, None, Some(&object))?;
                 self.emit(EventType::Added, &object);
                 Ok(self.result(WriteOutcome::Created, None, object))
             }
-            (Some(old), _) => {
-                if let Some(expected) = wanted_rv
-                    && !self.precondition_holds(&key, &old, &expected)?
-                {
-                    let actual = old.metadata.resource_version.clone();
-                    return Err(StoreError::Conflict { key, expected, actual }.into());
-                }
-                let spec_changed = old.spec != request.spec;
-                let meta_changed = old.metadata.labels != request.metadata.labels
-                    || old.metadata.annotations != request.metadata.annotations;
-                if !spec_changed && !meta_changed {
-                    let object = old.clone();
-                    return Ok(self.result(WriteOutcome::Unchanged, Some(old), object));
-                }
-                if old.metadata.deletion_timestamp.is_some() {
-                    return Err(StoreError::Terminating { key }.into());
-                }
+            PutPlan::Update { old, object } => {
+                let (old, mut object) = (*old, *object);
                 let revision = self.next_revision();
-                let mut object = old.clone();
-                object.metadata.labels = request.metadata.labels;
-                object.metadata.annotations = request.metadata.annotations;
-                object.spec = request.spec;
                 object.metadata.resource_version = Some(revision.to_string());
-                if spec_changed {
-                    object.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
                 self.store(&object)?;
                 self.mark_spec_write(&key)?;
                 self.audit_resource(ctx, verbs::UPDATE, Some(&old), Some(&object))?;
@@ -953,4 +888,137 @@ pub(crate) enum Mode {
     Create,
     Apply,
     Update,
+}
+
+/// A create, apply or update request, normalized: the default namespace filled in, the key
+/// checked and the `resourceVersion` precondition taken out.
+#[derive(Debug)]
+pub(crate) struct PutRequest {
+    pub object: DynamicObject,
+    pub key: ResourceKey,
+    pub wanted_rv: Option<String>,
+}
+
+impl PutRequest {
+    pub(crate) fn new(request: &DynamicObject) -> Result<Self, StoreError> {
+        let mut object = request.clone();
+        if object.metadata.namespace.is_empty() {
+            object.metadata.namespace = DEFAULT_NAMESPACE.to_owned();
+        }
+        let key = object.key();
+        check_key(&key)?;
+        let wanted_rv = object.metadata.resource_version.take().filter(|rv| !rv.is_empty());
+        Ok(Self { object, key, wanted_rv })
+    }
+}
+
+/// What a put does, decided from the stored state alone (no revision taken yet).
+#[derive(Debug)]
+pub(crate) enum PutPlan {
+    /// Nothing changes; the stored object.
+    Unchanged(DynamicObject),
+    /// A new object: everything server-set is filled in but `uid`, `resourceVersion` and
+    /// `creationTimestamp`, which the write assigns.
+    Create(DynamicObject),
+    /// The stored object changes to `object` (its `resourceVersion` still the old one).
+    Update { old: Box<DynamicObject>, object: Box<DynamicObject> },
+}
+
+/// Whether a write naming `expected` as its `resourceVersion` may go ahead: `expected` is the
+/// current version, or no spec, labels or annotations write happened since it (`spec_rv`, the
+/// revision of the last such write; only status or finalizer writes came after, which the
+/// caller's change cannot overwrite).
+pub(crate) fn precondition_holds(
+    current: &DynamicObject,
+    spec_rv: Option<u64>,
+    expected: &str,
+) -> bool {
+    if current.metadata.resource_version.as_deref() == Some(expected) {
+        return true;
+    }
+    let Ok(expected) = expected.parse::<u64>() else {
+        return false;
+    };
+    let current_rv = current.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
+    match (spec_rv, current_rv) {
+        (Some(spec_rv), Some(current_rv)) => spec_rv <= expected && expected <= current_rv,
+        _ => false,
+    }
+}
+
+/// Decides a create, apply or update: the one place its rules live, used by the write itself
+/// and by a dry run (which reads the same state and writes nothing).
+///
+/// Server-set metadata in the request (`uid`, `generation`, `creationTimestamp`,
+/// `deletionTimestamp`, `finalizers`) and its `status` are ignored: only the controller sets
+/// finalizers, through the finalizer calls.
+///
+/// # Errors
+///
+/// [`StoreError::AlreadyExists`], [`StoreError::NotFound`], [`StoreError::Invalid`] (a
+/// `resourceVersion` on create), [`StoreError::Conflict`], [`StoreError::Terminating`].
+pub(crate) fn plan_put(
+    put: PutRequest,
+    current: Option<DynamicObject>,
+    spec_rv: Option<u64>,
+    mode: Mode,
+) -> Result<PutPlan, StoreError> {
+    let PutRequest { object: request, key, wanted_rv } = put;
+    match (current, mode) {
+        (Some(_), Mode::Create) => Err(StoreError::AlreadyExists { key }),
+        (None, Mode::Update) => Err(StoreError::NotFound { key }),
+        (None, _) => {
+            if let Some(expected) = wanted_rv {
+                return Err(if mode == Mode::Create {
+                    StoreError::Invalid {
+                        reason: format!(
+                            "{key}: metadata.resourceVersion must not be set on create"
+                        ),
+                    }
+                } else {
+                    StoreError::Conflict { key, expected, actual: None }
+                });
+            }
+            let mut object = DynamicObject {
+                api_version: API_VERSION.to_owned(),
+                kind: request.kind,
+                metadata: request.metadata,
+                spec: request.spec,
+                status: serde_json::Value::Null,
+            };
+            let meta = &mut object.metadata;
+            meta.uid = None;
+            meta.generation = Some(1);
+            meta.resource_version = None;
+            meta.creation_timestamp = None;
+            meta.deletion_timestamp = None;
+            meta.finalizers = Vec::new();
+            Ok(PutPlan::Create(object))
+        }
+        (Some(old), _) => {
+            if let Some(expected) = wanted_rv
+                && !precondition_holds(&old, spec_rv, &expected)
+            {
+                let actual = old.metadata.resource_version.clone();
+                return Err(StoreError::Conflict { key, expected, actual });
+            }
+            let spec_changed = old.spec != request.spec;
+            let meta_changed = old.metadata.labels != request.metadata.labels
+                || old.metadata.annotations != request.metadata.annotations;
+            if !spec_changed && !meta_changed {
+                return Ok(PutPlan::Unchanged(old));
+            }
+            if old.metadata.deletion_timestamp.is_some() {
+                return Err(StoreError::Terminating { key });
+            }
+            let mut object = old.clone();
+            object.metadata.labels = request.metadata.labels;
+            object.metadata.annotations = request.metadata.annotations;
+            object.spec = request.spec;
+            if spec_changed {
+                object.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+            }
+            Ok(PutPlan::Update { old: Box::new(old), object: Box::new(object) })
+        }
+    }
 }

@@ -357,14 +357,13 @@ async fn hostile_bodies_get_4xx_and_change_nothing() {
 async fn delete_with_wait_returns_once_the_finalizer_is_gone_and_202_without_wait() {
     let srv = std::sync::Arc::new(TestServer::start().await);
     let admin = srv.admin().await;
-    let with_finalizer = |name: &str| {
-        container_yaml(name, "nginx").replace(
-            &format!("  name: {name}\n"),
-            &format!("  name: {name}\n  finalizers:\n  - berth.dev/test\n"),
-        )
-    };
-    assert_eq!(srv.apply_yaml(&admin, "", &with_finalizer("slow")).await.status, 200);
-    assert_eq!(srv.apply_yaml(&admin, "", &with_finalizer("quick")).await.status, 200);
+    // Only the controller sets finalizers: play its part.
+    let ctl = berth_controller::store::WriteContext::controller();
+    for name in ["slow", "quick"] {
+        assert_eq!(srv.apply_yaml(&admin, "", &container_yaml(name, "nginx")).await.status, 200);
+        let key = berth_schemas::ResourceKey::new(berth_schemas::Kind::Container, "default", name);
+        srv.state.resources().add_finalizer(&ctl, &key, "berth.dev/test").await.unwrap();
+    }
 
     // Without wait: 202 and the resource is terminating.
     let r = srv.delete("/api/v1/containers/default/quick", Some(&admin)).await;
@@ -391,10 +390,79 @@ async fn delete_with_wait_returns_once_the_finalizer_is_gone_and_202_without_wai
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert!(terminating, "the delete request reached the store");
-    let ctx = berth_controller::store::WriteContext::controller();
-    srv.state.resources().remove_finalizer(&ctx, &key, "berth.dev/test").await.unwrap();
+    srv.state.resources().remove_finalizer(&ctl, &key, "berth.dev/test").await.unwrap();
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["outcome"], "deleted");
     assert_eq!(srv.get("/api/v1/containers/default/slow", Some(&admin)).await.status, 404);
+}
+
+/// Issue 11, hole 16: a dry run is decided by the store's own precondition code, so a
+/// `resourceVersion` moved past only by a status write is accepted by the dry run exactly as by
+/// the real apply (it used to answer 409 where the apply succeeded).
+#[tokio::test]
+async fn a_dry_run_accepts_a_version_moved_only_by_status_as_the_apply_does() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin().await;
+    let r = srv.apply_yaml(&admin, "", &container_yaml("dry", "nginx:1")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rv = r.json()["results"][0]["resourceVersion"].as_str().unwrap().to_owned();
+    // The controller writes status: the resourceVersion moves, the spec does not.
+    let key = berth_schemas::ResourceKey::new(berth_schemas::Kind::Container, "default", "dry");
+    let ctl = berth_controller::store::WriteContext::controller();
+    srv.state
+        .resources()
+        .update_status(&ctl, &key, serde_json::json!({"phase": "Running"}))
+        .await
+        .unwrap();
+    let edit = container_yaml("dry", "nginx:2")
+        .replace("  name: dry\n", &format!("  name: dry\n  resourceVersion: \"{rv}\"\n"));
+
+    let dry = srv.apply_yaml(&admin, "?dryRun=true", &edit).await;
+    assert_eq!(dry.status, 200, "the dry run must answer as the apply: {}", dry.text());
+    assert_eq!(dry.json()["results"][0]["outcome"], "configured", "{}", dry.text());
+    let o = srv.get("/api/v1/containers/default/dry", Some(&admin)).await.json();
+    assert_eq!(o["spec"]["image"], "nginx:1", "a dry run writes nothing");
+
+    let real = srv.apply_yaml(&admin, "", &edit).await;
+    assert_eq!(real.status, 200, "{}", real.text());
+    assert_eq!(real.json()["results"][0]["outcome"], "configured");
+
+    // And a version older than a spec write: both refuse.
+    let dry = srv.apply_yaml(&admin, "?dryRun=true", &edit.replace("nginx:2", "nginx:3")).await;
+    assert_eq!(dry.status, 409, "{}", dry.text());
+    let real = srv.apply_yaml(&admin, "", &edit.replace("nginx:2", "nginx:3")).await;
+    assert_eq!(real.status, 409, "{}", real.text());
+}
+
+/// Issue 11, hole 10: `metadata.finalizers` from a client are ignored like the other
+/// server-set fields, so an operator cannot make a resource that can never be deleted.
+#[tokio::test]
+async fn client_set_finalizers_are_ignored_so_the_resource_can_be_deleted() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin().await;
+    let op = srv.user(&admin, "op", "operator").await;
+    let image = "apiVersion: berth.dev/v1\nkind: Image\nmetadata:\n  name: stuck\n  finalizers:\n  - example.com/never\nspec:\n  reference: berth-test/busybox:1\n";
+    let container = container_yaml("stuck", "nginx")
+        .replace("  name: stuck\n", "  name: stuck\n  finalizers:\n  - example.com/never\n");
+    for (yaml, path) in [
+        (image.to_owned(), "/api/v1/images/default/stuck"),
+        (container, "/api/v1/containers/default/stuck"),
+    ] {
+        let r = srv.apply_yaml(&op, "", &yaml).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let o = srv.get(path, Some(&op)).await.json();
+        assert!(o["metadata"]["finalizers"].is_null(), "client finalizers were kept: {o}");
+        // An update cannot add them either.
+        let edit = yaml.replace("  name: stuck\n", "  name: stuck\n  annotations: {a: b}\n");
+        let r = srv.apply_yaml(&op, "", &edit).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let o = srv.get(path, Some(&op)).await.json();
+        assert!(o["metadata"]["finalizers"].is_null(), "client finalizers were added: {o}");
+
+        let r = srv.delete(path, Some(&op)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["outcome"], "deleted");
+        assert_eq!(srv.get(path, Some(&op)).await.status, 404);
+    }
 }

@@ -1,30 +1,29 @@
 //! The `Mutation` root: apply, delete, restart, user and API-token administration, and the
 //! stdin / terminal size of exec sessions.
 //!
-//! Apply, users and tokens go through the REST handlers themselves, so validation, admin-only
-//! fields, last-admin protection and audit are the same on both faces.
+//! Apply, delete and restart call the service layer ([`crate::service::resources`]), as REST
+//! does, so validation, admin-only fields and audit are the same on both faces.
 
 use async_graphql::{Context, Json, Object};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use berth_schemas::ResourceKey;
 use bytes::Bytes;
-use chrono::{SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{GqlResult, IntoGql, coded};
 use super::exec::Input;
 use super::policy::{Root, RootPolicy, principal};
 use super::query::{docker, parse_kind, state};
 use super::types::Resource;
-use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath};
 use crate::policy::Role;
 use crate::routes;
+use crate::service::resources::{self as service, ApplyQuery, ApplyRequest, Caller, DeleteParams};
 
 /// The annotation `restartContainer` bumps; a change of it makes the controller replace the
 /// container.
-pub const RESTARTED_AT: &str = berth_schemas::meta::RESTARTED_AT_ANNOTATION;
+pub use crate::service::resources::RESTARTED_AT;
 
 /// The mutation root.
 #[derive(Debug, Default)]
@@ -52,20 +51,11 @@ impl Mutation {
         #[graphql(desc = "delete resources matching this selector that are not in the manifest")]
         prune: Option<String>,
     ) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?.clone();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
-        let q = routes::resources::ApplyQuery { dry_run, prune };
-        let axum::Json(r) = routes::resources::apply(
-            State(state(ctx)?.clone()),
-            p,
-            ApiQuery(q),
-            headers,
-            ApiBytes(Bytes::from(manifest)),
-        )
-        .await
-        .gql()?;
-        to_json(&r)
+        let caller = Caller::principal(principal(ctx)?);
+        let state = state(ctx)?;
+        let documents = service::parse_manifest(state, manifest.as_bytes()).gql()?;
+        let req = ApplyRequest { documents, options: ApplyQuery { dry_run, prune } };
+        to_json(&service::apply(state, &caller, req).await.gql()?)
     }
 
     /// Deletes a resource: `{outcome: deleted | terminating, object}` (the controller removes
@@ -77,10 +67,11 @@ impl Mutation {
         #[graphql(default = "default")] namespace: String,
         name: String,
     ) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?;
+        let caller = Caller::principal(principal(ctx)?);
         let key = ResourceKey::new(parse_kind(&kind)?, namespace, name);
-        let w = state(ctx)?.resources().delete(&p.ctx(), &key).await.gql()?;
-        Ok(Json(json!({ "outcome": w.outcome.as_str(), "object": w.object })))
+        let r =
+            service::delete(state(ctx)?, &caller, &key, &DeleteParams::default()).await.gql()?;
+        to_json(&r)
     }
 
     /// Restarts a container declaratively: bumps its `berth.dev/restartedAt` annotation, so
@@ -91,21 +82,9 @@ impl Mutation {
         #[graphql(default = "default")] namespace: String,
         name: String,
     ) -> GqlResult<Resource> {
-        let p = principal(ctx)?;
-        let store = state(ctx)?.resources();
+        let caller = Caller::principal(principal(ctx)?);
         let key = ResourceKey::new(berth_schemas::Kind::Container, namespace, name);
-        let mut o = store
-            .get(&key)
-            .await
-            .gql()?
-            .ok_or_else(|| coded("not_found", format!("{key} not found")))?;
-        o.metadata.annotations.insert(
-            RESTARTED_AT.to_owned(),
-            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        );
-        // The resourceVersion read above makes a concurrent change a conflict.
-        let w = store.apply(&p.ctx(), o).await.gql()?;
-        Ok(Resource(w.object))
+        Ok(Resource(service::restart(state(ctx)?, &caller, &key).await.gql()?))
     }
 
     /// Creates a user (admin).

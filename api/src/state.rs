@@ -45,7 +45,7 @@ struct Inner {
     shutdown: CancellationToken,
     driver: Option<Arc<dyn Driver>>,
     graphql: crate::graphql::Shared,
-    sync_status: Option<watch::Receiver<crate::routes::sync::SyncStatus>>,
+    sync_status: Option<watch::Receiver<crate::service::sync::SyncStatus>>,
 }
 
 impl AppState {
@@ -113,7 +113,7 @@ impl AppState {
     #[must_use]
     pub fn with_sync_status(
         mut self,
-        status: watch::Receiver<crate::routes::sync::SyncStatus>,
+        status: watch::Receiver<crate::service::sync::SyncStatus>,
     ) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.sync_status = Some(status),
@@ -125,7 +125,7 @@ impl AppState {
     }
 
     /// The directory sync's status, when the server syncs a directory.
-    pub fn sync_status(&self) -> Option<&watch::Receiver<crate::routes::sync::SyncStatus>> {
+    pub fn sync_status(&self) -> Option<&watch::Receiver<crate::service::sync::SyncStatus>> {
         self.inner.sync_status.as_ref()
     }
 

@@ -145,7 +145,7 @@ pub trait Apply: Send + Sync {
     ) -> impl Future<Output = ()> + Send;
 }
 
-pub use berth_api::routes::sync::{SyncCounts, SyncProblem, SyncState, SyncStatus};
+pub use berth_api::service::sync::{SyncCounts, SyncProblem, SyncState, SyncStatus};
 
 /// What an apply did to one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]

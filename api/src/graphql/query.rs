@@ -22,7 +22,7 @@ use super::types::{
 };
 use crate::extract::ApiQuery;
 use crate::routes;
-use crate::routes::sync::SyncStatus;
+use crate::service::sync::SyncStatus;
 use crate::service::system::{self, DiskUsageReport, SystemInfo, SystemVersion};
 use crate::state::AppState;
 

@@ -8,8 +8,10 @@
 //!
 //! - [`resources`]: apply, prune, dry run, replace, delete (and wait), restart.
 //! - [`accounts`]: users, passwords, API tokens.
+//! - [`sync`]: the directory sync's status (the sync applies through [`resources`]).
 //! - [`system`]: Docker system information, disk usage and prune.
 
 pub mod accounts;
 pub mod resources;
+pub mod sync;
 pub mod system;

@@ -3,13 +3,13 @@
 //! not, 2 on usage errors (a missing file, a directory without manifests).
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_schemas::{FieldPath, ParseLimits, ResourceKey, parse_and_validate};
 
 use super::{EXIT_FAILURE, EXIT_OK, UsageError};
+use crate::manifests::Input;
 
 /// Arguments of `berth validate`.
 #[derive(Debug, clap::Args)]
@@ -23,70 +23,10 @@ pub struct Args {
     pub max_bytes: usize,
 }
 
-/// A manifest to check: its name for messages and its bytes.
-struct Input {
-    name: String,
-    bytes: Vec<u8>,
-}
-
-fn is_manifest(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-}
-
-/// Every manifest file under `dir`, sorted, recursing into subdirectories.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), UsageError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| UsageError(format!("cannot read directory {}: {e}", dir.display())))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| UsageError(format!("cannot read directory {}: {e}", dir.display())))?;
-        paths.push(entry.path());
-    }
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_manifest(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
+/// Reads the inputs with the same rules as `apply` and the sync (no symlink out of a
+/// directory, no loop).
 fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, UsageError> {
-    let mut inputs = Vec::new();
-    for f in files {
-        if f.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|e| UsageError(format!("cannot read stdin: {e}")))?;
-            inputs.push(Input { name: "<stdin>".into(), bytes });
-            continue;
-        }
-        let meta = std::fs::metadata(f)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", f.display())))?;
-        let paths = if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(f, &mut found)?;
-            if found.is_empty() {
-                return Err(UsageError(format!(
-                    "no *.yaml, *.yml or *.json files under {}",
-                    f.display()
-                )));
-            }
-            found
-        } else {
-            vec![f.clone()]
-        };
-        for path in paths {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-            inputs.push(Input { name: path.display().to_string(), bytes });
-        }
-    }
-    Ok(inputs)
+    crate::manifests::read_inputs(files).map_err(|e| UsageError(format!("{e:#}")))
 }
 
 /// Validates every manifest and prints the problems to stderr.

@@ -44,6 +44,11 @@ pub struct Args {
     /// A directory of manifests to keep applied (GitOps sync).
     #[arg(long, env = "BERTH_SYNC_DIR", value_name = "DIR")]
     pub sync_dir: Option<PathBuf>,
+    /// Apply admin-only fields (privileged, bind mounts, host namespaces, capabilities,
+    /// devices) from --sync-dir. Without it a directory using them is refused; with it each
+    /// such apply is audited. Only for a directory that only admins can change.
+    #[arg(long, env = "BERTH_SYNC_ALLOW_ADMIN_FIELDS")]
+    pub sync_allow_admin_fields: bool,
     /// PEM certificate chain; with --tls-key, the API is served over HTTPS.
     #[arg(long, env = "BERTH_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -98,6 +103,8 @@ pub struct FileConfig {
     pub docker_host: Option<String>,
     /// See `--sync-dir`.
     pub sync_dir: Option<PathBuf>,
+    /// See `--sync-allow-admin-fields`.
+    pub sync_allow_admin_fields: Option<bool>,
     /// See `--tls-cert` / `--tls-key`.
     pub tls: Option<TlsFileConfig>,
     /// See `--signing-key-file`.
@@ -169,6 +176,8 @@ pub struct Settings {
     pub registry_auth_file: Option<PathBuf>,
     /// GitOps directory.
     pub sync_dir: Option<PathBuf>,
+    /// Whether the GitOps directory may use admin-only fields.
+    pub sync_allow_admin_fields: bool,
     /// JSON log lines.
     pub log_json: bool,
 }
@@ -262,6 +271,8 @@ impl Settings {
             controller,
             registry_auth_file: args.registry_auth_file.or(file.registry_auth_file),
             sync_dir: args.sync_dir.or(file.sync_dir),
+            sync_allow_admin_fields: args.sync_allow_admin_fields
+                || file.sync_allow_admin_fields.unwrap_or(false),
             log_json: args.log_json || file.log_json.unwrap_or(false),
         })
     }
@@ -285,7 +296,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let Settings { api, store, docker, controller, registry_auth_file, sync_dir, .. } = settings;
+    let Settings {
+        api,
+        store,
+        docker,
+        controller,
+        registry_auth_file,
+        sync_dir,
+        sync_allow_admin_fields,
+        ..
+    } = settings;
     if let Some(dir) = sync_dir.as_ref().filter(|d| !d.is_dir()) {
         bail!(UsageError(format!("--sync-dir {}: not a directory", dir.display())));
     }
@@ -353,7 +373,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let controller_task = tokio::spawn(controller.run(shutdown.child_token()));
     let sync_task = sync.map(|(source, (status, _))| {
         tracing::info!(dir = %source.dir.display(), source = %source.name, "syncing manifests");
-        let applier = StoreApplier::new(state.clone());
+        if sync_allow_admin_fields {
+            tracing::warn!(dir = %source.dir.display(), "the synced directory may use admin-only fields (--sync-allow-admin-fields); each such apply is audited");
+        }
+        let applier =
+            StoreApplier::new(state.clone()).allow_admin_fields(sync_allow_admin_fields);
         tokio::spawn(run_sync(source, applier, status, shutdown.child_token().cancelled_owned()))
     });
     let signals = tokio::spawn(wait_for_signals(shutdown.clone()));

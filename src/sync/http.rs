@@ -43,7 +43,7 @@ impl Apply for HttpApplier {
         tracing::debug!(source = %set.source, commit = ?set.commit, server = %self.client.server(), "sync: applying");
         let resp = self
             .client
-            .apply(&set.objects, false, Some(&set.prune_selector))
+            .apply(&set.objects(), false, Some(&set.prune_selector))
             .await
             .map_err(apply_error)?;
         let change = |r: &berth_api::routes::resources::ApplyResult, outcome: String| Change {

@@ -26,13 +26,14 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_api::service::resources::ApplyDocument;
 use berth_schemas::DynamicObject;
 use chrono::Utc;
 use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::manifests::{Input, Problem, parse_set, read_inputs};
+use crate::manifests::{Input, Problem, parse_documents, read_inputs};
 
 pub use http::HttpApplier;
 #[allow(unused_imports)] // called by `berth serve --sync-dir` (src/cmd/serve.rs)
@@ -97,12 +98,20 @@ pub fn label_value(s: &str) -> String {
 pub struct SyncSet {
     /// The sync source's name.
     pub source: String,
-    /// The resources, each labelled with [`SYNC_SOURCE_LABEL`].
-    pub objects: Vec<DynamicObject>,
-    /// `berth.dev/sync-source=<name>`: what to prune when absent from `objects`.
+    /// The resources as parsed (each with its file, for located errors), each labelled with
+    /// [`SYNC_SOURCE_LABEL`].
+    pub documents: Vec<ApplyDocument>,
+    /// `berth.dev/sync-source=<name>`: what to prune when absent from `documents`.
     pub prune_selector: String,
     /// The Git commit of the directory, if it is a work tree.
     pub commit: Option<String>,
+}
+
+impl SyncSet {
+    /// The resources as the store keeps them.
+    pub fn objects(&self) -> Vec<DynamicObject> {
+        self.documents.iter().map(ApplyDocument::object).collect()
+    }
 }
 
 /// Why an apply failed.
@@ -224,14 +233,14 @@ pub struct SetProblem {
 /// # Errors
 ///
 /// One [`SetProblem`] per problem.
-pub fn read_set(source: &SyncSource) -> Result<(Vec<DynamicObject>, String), Vec<SetProblem>> {
+pub fn read_set(source: &SyncSource) -> Result<(Vec<ApplyDocument>, String), Vec<SetProblem>> {
     let inputs = match read_inputs(std::slice::from_ref(&source.dir)) {
         Ok(i) => i,
         Err(crate::manifests::ReadError::Empty(_)) => Vec::new(),
-        Err(e) => return Err(vec![SetProblem { text: format!("{e:#}"), at: None }]),
+        Err(e) => return Err(vec![SetProblem { text: e.to_string(), at: None }]),
     };
     let print = fingerprint(&inputs);
-    let mut objects = parse_set(&inputs).map_err(|ps: Vec<Problem>| {
+    let documents = parse_documents(&inputs).map_err(|ps: Vec<Problem>| {
         ps.iter()
             .map(|p| SetProblem {
                 text: p.to_string(),
@@ -239,10 +248,18 @@ pub fn read_set(source: &SyncSource) -> Result<(Vec<DynamicObject>, String), Vec
             })
             .collect::<Vec<_>>()
     })?;
-    for o in &mut objects {
-        o.metadata.labels.insert(SYNC_SOURCE_LABEL.to_owned(), source.name.clone());
-    }
-    Ok((objects, print))
+    let documents = documents
+        .into_iter()
+        .map(|(file, mut parsed)| {
+            parsed
+                .resource
+                .metadata_mut()
+                .labels
+                .insert(SYNC_SOURCE_LABEL.to_owned(), source.name.clone());
+            ApplyDocument { file: Some(file), parsed }
+        })
+        .collect();
+    Ok((documents, print))
 }
 
 /// Records a problem in the status: `state` becomes `error`, the applied state stays.
@@ -288,7 +305,7 @@ pub async fn sync_once<A: Apply>(
 ) -> Outcome {
     let commit = git_head(&source.dir).await;
     status.send_modify(|s| s.last_attempt_at = Some(Utc::now()));
-    let (objects, print) = match read_set(source) {
+    let (documents, print) = match read_set(source) {
         Ok(x) => x,
         Err(problems) => {
             for p in &problems {
@@ -314,7 +331,7 @@ pub async fn sync_once<A: Apply>(
         });
         return Outcome::Applied;
     }
-    if objects.is_empty() {
+    if documents.is_empty() {
         let msg = format!(
             "no manifests under {}; nothing applied (an empty set would prune every synced resource)",
             source.dir.display()
@@ -324,10 +341,10 @@ pub async fn sync_once<A: Apply>(
         set_error(status, msg, &[], commit);
         return Outcome::Broken;
     }
-    let n = objects.len();
+    let n = documents.len();
     let set = SyncSet {
         source: source.name.clone(),
-        objects,
+        documents,
         prune_selector: format!("{SYNC_SOURCE_LABEL}={}", source.name),
         commit: commit.clone(),
     };
@@ -503,7 +520,7 @@ mod tests {
     impl Apply for Recorder {
         async fn apply(&self, set: SyncSet) -> Result<Vec<Change>, ApplyError> {
             let lines = set
-                .objects
+                .objects()
                 .iter()
                 .map(|o| Change {
                     kind: o.kind.as_str().to_owned(),
@@ -537,7 +554,7 @@ mod tests {
         let sets = r.sets.lock().unwrap();
         assert_eq!(sets.len(), 1);
         assert_eq!(sets[0].prune_selector, "berth.dev/sync-source=repo");
-        assert_eq!(sets[0].objects[0].metadata.labels[SYNC_SOURCE_LABEL], "repo");
+        assert_eq!(sets[0].objects()[0].metadata.labels[SYNC_SOURCE_LABEL], "repo");
         assert_eq!(tx.borrow().resources, 1);
         assert_eq!(tx.borrow().state, SyncState::Ok);
         assert_eq!(tx.borrow().counts["Image"].created, 1);

@@ -1,31 +1,42 @@
-//! [`StoreApplier`]: applies a sync set straight to the store, in the server process
-//! (`berth serve --sync-dir DIR`), as actor `sync` through source `sync`.
+//! [`StoreApplier`]: applies a sync set in the server process (`berth serve --sync-dir DIR`),
+//! through the service layer's apply ([`berth_api::service::resources::apply`]) as actor
+//! `sync` through source `sync`: the same validation, admin-only check, store rules and prune
+//! as `POST /api/v1/apply`.
 
-use std::collections::HashSet;
-
+use berth_api::ApiError;
 use berth_api::AppState;
-use berth_controller::store::{
-    Actor, AuditEntry, AuditOutcome, ListQuery, Source, StoreError, WriteContext,
-};
-use berth_schemas::ResourceKey;
-use berth_schemas::selector::Selector;
+use berth_api::policy::Action;
+use berth_api::service::resources::{self, ApplyQuery, ApplyRequest, Caller};
+use berth_controller::store::{Actor, AuditEntry, AuditOutcome, Source, WriteContext};
 
 use crate::manifests::display_name;
 
 use super::{Apply, ApplyError, Change, SyncSet};
 
-/// Applies through the server's own store: every write is audited with actor `sync`, a sync
-/// that cannot be applied is audited as `sync.error`, and each applied set as `sync.apply`
-/// with its Git commit.
+/// Applies through the service layer: every write is audited with actor `sync`, a sync that
+/// cannot be applied is audited as `sync.error`, and each applied set as `sync.apply` with its
+/// Git commit. Admin-only fields are refused unless [`allow_admin_fields`] was set
+/// (`--sync-allow-admin-fields`); each apply that uses them is then audited saying so.
+///
+/// [`allow_admin_fields`]: StoreApplier::allow_admin_fields
 #[derive(Debug, Clone)]
 pub struct StoreApplier {
     state: AppState,
+    allow_admin_fields: bool,
 }
 
 impl StoreApplier {
-    /// An applier over the server's state.
+    /// An applier over the server's state; admin-only fields are refused.
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        Self { state, allow_admin_fields: false }
+    }
+
+    /// Allows admin-only fields (privileged, bind mounts, host namespaces, ...) from the
+    /// directory: for a repository only admins can change (`--sync-allow-admin-fields`).
+    #[must_use]
+    pub fn allow_admin_fields(mut self, allow: bool) -> Self {
+        self.allow_admin_fields = allow;
+        self
     }
 }
 
@@ -33,10 +44,18 @@ fn ctx() -> WriteContext {
     WriteContext::new(Actor::Sync, Source::Sync)
 }
 
-fn store_error(key: &ResourceKey, e: StoreError) -> ApplyError {
+fn api_error(e: ApiError) -> ApplyError {
     match e {
-        StoreError::Closed => ApplyError::Unavailable("the store is shutting down".into()),
-        e => ApplyError::Refused(format!("{key}: {e}")),
+        ApiError::Unavailable(m) => ApplyError::Unavailable(m),
+        ApiError::Forbidden { message, details }
+            if details["action"] == Action::UseAdminFields.as_str() =>
+        {
+            ApplyError::Refused(format!(
+                "{message}; admin-only fields are applied from a synced directory only when the \
+                 server runs with --sync-allow-admin-fields"
+            ))
+        }
+        e => ApplyError::Refused(e.to_string()),
     }
 }
 
@@ -44,51 +63,32 @@ impl Apply for StoreApplier {
     async fn apply(&self, set: SyncSet) -> Result<Vec<Change>, ApplyError> {
         let store = self.state.resources();
         // Refuse the whole set before writing anything if a resource is being deleted.
-        for o in &set.objects {
-            let key = o.key();
-            if let Some(cur) = store.get(&key).await.map_err(|e| store_error(&key, e))?
-                && cur.metadata.deletion_timestamp.is_some()
-            {
+        for d in &set.documents {
+            let key = d.parsed.resource.key();
+            let cur = store.get(&key).await.map_err(|e| api_error(e.into()))?;
+            if cur.is_some_and(|c| c.metadata.deletion_timestamp.is_some()) {
                 return Err(ApplyError::Refused(format!(
                     "{key} is being deleted; the set is applied once it is gone"
                 )));
             }
         }
-        let mut lines = Vec::new();
-        let mut wanted = HashSet::new();
-        for o in &set.objects {
-            let key = o.key();
-            wanted.insert(key.clone());
-            let w = store.apply(&ctx(), o.clone()).await.map_err(|e| store_error(&key, e))?;
-            lines.push(Change {
-                kind: key.kind.as_str().to_owned(),
-                name: display_name(key.kind.as_str(), &key.namespace, &key.name),
-                outcome: w.outcome.as_str().to_owned(),
-            });
-        }
-        let selector = Selector::parse(&set.prune_selector)
-            .map_err(|e| ApplyError::Refused(format!("bad prune selector: {e}")))?;
-        let list = store
-            .list(&ListQuery { selector, ..ListQuery::default() })
-            .await
-            .map_err(|_| ApplyError::Unavailable("cannot list resources to prune".into()))?;
-        for o in list.items {
-            let key = o.key();
-            if wanted.contains(&key) || o.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            match store.delete(&ctx(), &key).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => lines.push(Change {
-                    kind: key.kind.as_str().to_owned(),
-                    name: display_name(key.kind.as_str(), &key.namespace, &key.name),
-                    outcome: "pruned".to_owned(),
-                }),
-                Err(e) => return Err(store_error(&key, e)),
-            }
-        }
+        let n = set.documents.len();
+        let req = ApplyRequest {
+            documents: set.documents,
+            options: ApplyQuery { dry_run: false, prune: Some(set.prune_selector.clone()) },
+        };
+        let caller = Caller::sync(self.allow_admin_fields);
+        let resp = resources::apply(&self.state, &caller, req).await.map_err(api_error)?;
+        let change = |r: &resources::ApplyResult, outcome: &str| Change {
+            kind: r.kind.as_str().to_owned(),
+            name: display_name(r.kind.as_str(), &r.namespace, &r.name),
+            outcome: outcome.to_owned(),
+        };
+        let mut lines: Vec<Change> = resp.results.iter().map(|r| change(r, &r.outcome)).collect();
+        lines.extend(resp.pruned.iter().map(|r| change(r, "pruned")));
         let message = match &set.commit {
-            Some(c) => format!("applied {} resource(s) at commit {c}", set.objects.len()),
-            None => format!("applied {} resource(s)", set.objects.len()),
+            Some(c) => format!("applied {n} resource(s) at commit {c}"),
+            None => format!("applied {n} resource(s)"),
         };
         let entry = AuditEntry::new(ctx(), "sync.apply", AuditOutcome::Success)
             .target("SyncSource", None, set.source.clone())
@@ -116,8 +116,8 @@ impl Apply for StoreApplier {
 #[cfg(test)]
 mod tests {
     use berth_api::ServeConfig;
-    use berth_controller::store::{AuditQuery, SledStore, StoreConfig};
-    use berth_schemas::{DynamicObject, Kind};
+    use berth_controller::store::{AuditQuery, ListQuery, SledStore, StoreConfig};
+    use berth_schemas::{DynamicObject, Kind, ResourceKey};
     use tokio::sync::watch;
 
     use super::*;

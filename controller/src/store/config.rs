@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::audit::{AuditKey, AuditRetention};
+
 /// The default cap on the engine's page cache: 16 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -21,6 +23,12 @@ pub struct StoreConfig {
     /// Check the whole audit chain when opening (default `false`: only the head is checked;
     /// `berth audit verify` checks everything).
     pub verify_audit_on_open: bool,
+    /// The key of the audit chain (default `None`: new events are unkeyed SHA-256). `berth
+    /// serve` always gives one ([`AuditKey::load_or_create`]).
+    pub audit_key: Option<AuditKey>,
+    /// Which audit events [`SledStore::prune_audit`](super::SledStore::prune_audit) removes
+    /// (default: none).
+    pub audit_retention: AuditRetention,
 }
 
 impl StoreConfig {
@@ -33,6 +41,8 @@ impl StoreConfig {
             watch_buffer: 1024,
             max_batch: 512,
             verify_audit_on_open: false,
+            audit_key: None,
+            audit_retention: AuditRetention::default(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! berth's embedded store: resources with revisions and optimistic concurrency, a change feed,
-//! a hash-chained audit log and accounts, in one data directory.
+//! a keyed hash-chained audit log and accounts, in one data directory readable by its owner only.
 //!
 //! Callers use four traits and never see the engine: [`ResourceStore`] (the API server and
 //! the reconciler), [`AuditLog`], [`AccountStore`] and [`StoreBackup`] (the API server).
@@ -25,6 +25,7 @@
 //! - [`audit`]: audit events, their hash chain, queries.
 //! - [`accounts`]: users, refresh-token families, API tokens; password and token hashing.
 //! - [`backup`]: consistent snapshots to a file and restore into an empty data directory.
+//! - [`datadir`]: the data directory's permissions (0700 / 0600).
 //! - [`config`], [`error`].
 //! - `engine`: the sled implementation ([`SledStore`]).
 
@@ -32,6 +33,7 @@ pub mod accounts;
 pub mod audit;
 pub mod backup;
 pub mod config;
+pub mod datadir;
 mod engine;
 pub mod error;
 pub mod types;
@@ -45,7 +47,10 @@ pub use accounts::{
     ApiToken, NewApiToken, NewUser, RefreshFamily, RefreshRotation, RefreshToken, Role, User,
     UserUpdate, hash_password, token_hash, verify_password,
 };
-pub use audit::{AuditEntry, AuditEvent, AuditOutcome, AuditPage, AuditQuery, VerifyReport};
+pub use audit::{
+    AuditEntry, AuditEvent, AuditHead, AuditKey, AuditKeyError, AuditOutcome, AuditPage,
+    AuditQuery, AuditRetention, ExpectedHead, PruneReport, VerifyReport,
+};
 pub use config::StoreConfig;
 pub use engine::{SledStore, StoreStats};
 pub use error::StoreError;
@@ -218,12 +223,32 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug {
     /// [`verify`](AuditLog::verify)).
     fn query(&self, query: &AuditQuery) -> BoxFuture<'_, StoreResult<AuditPage>>;
 
-    /// Checks the whole chain; the report names the first bad event.
+    /// Checks the whole kept chain (from the oldest event retention kept); the report names
+    /// the first bad event, and says from which event the chain is keyed.
     ///
     /// # Errors
     ///
     /// Storage errors (a broken chain is a report, not an error).
     fn verify(&self) -> BoxFuture<'_, StoreResult<VerifyReport>>;
+
+    /// As [`verify`](AuditLog::verify), and the chain must contain `expect` (a head exported
+    /// earlier): the report has a problem when it does not, which detects a rewrite of history
+    /// even by someone holding the audit key.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    fn verify_expecting(
+        &self,
+        expect: Option<ExpectedHead>,
+    ) -> BoxFuture<'_, StoreResult<VerifyReport>>;
+
+    /// The latest event's sequence number and hash (`None` for an empty log).
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    fn head(&self) -> BoxFuture<'_, StoreResult<Option<AuditHead>>>;
 }
 
 /// Users, refresh tokens and API tokens (see [`accounts`]). Every change is audited, without

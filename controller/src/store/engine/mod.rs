@@ -22,13 +22,15 @@ use tokio::sync::oneshot;
 
 use self::ops::{Batch, Counters, Reply, Request};
 pub(crate) use self::ops::{
-    FORMAT_VERSION, META_AUDIT_HEAD, META_FORMAT, META_INSTANCE, META_REVISION, TREE_NAMES,
+    FORMAT_VERSION, META_AUDIT_BASE, META_AUDIT_HEAD, META_AUDIT_KEYED_FROM, META_FORMAT,
+    META_INSTANCE, META_REVISION, TREE_NAMES,
 };
 use super::accounts::{
     ApiToken, NewApiToken, NewUser, RefreshFamily, RefreshRotation, RefreshToken, User, UserUpdate,
 };
 use super::audit::{
-    self, AuditEntry, AuditEvent, AuditPage, AuditQuery, GENESIS_HASH, VerifyReport,
+    self, AuditEntry, AuditEvent, AuditHead, AuditKey, AuditOutcome, AuditPage, AuditQuery,
+    AuditRetention, ChainStart, ExpectedHead, GENESIS_HASH, PruneReport, VerifyReport, verbs,
 };
 use super::config::StoreConfig;
 use super::error::{EngineError, StoreError};
@@ -47,6 +49,10 @@ pub(crate) struct Core {
     pub(crate) data_dir: PathBuf,
     /// The instance id kept under [`META_INSTANCE`].
     instance_id: String,
+    /// The audit chain's key, when there is one.
+    pub(crate) audit_key: Option<AuditKey>,
+    /// Which audit events a retention pass removes.
+    audit_retention: AuditRetention,
     pub(crate) db: sled::Db,
     /// In [`TREE_NAMES`] order.
     pub(crate) trees: Vec<sled::Tree>,
@@ -95,6 +101,10 @@ impl WriterHandle {
         self.core.hub.close();
         if let Err(e) = self.core.db.flush() {
             tracing::error!(error = %e, "final store flush failed");
+        }
+        // Files the engine made since opening, when the process umask let them be looser.
+        if let Err(e) = super::datadir::tighten(&self.core.data_dir) {
+            tracing::warn!(data_dir = %self.core.data_dir.display(), error = %e, "cannot tighten the data directory's permissions");
         }
     }
 }
@@ -145,6 +155,11 @@ impl SledStore {
     /// resource decodes and is not newer than the recorded revision, the audit head matches the
     /// last event (the whole chain with `verify_audit_on_open`).
     ///
+    /// The data directory is created 0700 and everything in it is made owner-only: an
+    /// existing directory with looser modes is tightened, with a warning naming each path.
+    /// With an audit key, an old store whose latest event is unkeyed first gets an
+    /// `audit.keyed` event, keyed, so that the keyed chain reaches the head.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Open`] when the directory cannot be opened (permissions, locked by another
@@ -154,7 +169,15 @@ impl SledStore {
         let dir = config.data_dir.clone();
         let open_err = |source: EngineError| StoreError::Open { data_dir: dir.clone(), source };
         let corrupt = |detail: String| StoreError::Corrupt { data_dir: dir.clone(), detail };
-        std::fs::create_dir_all(&dir).map_err(|e| open_err(EngineError::new(e)))?;
+        super::datadir::create_private(&dir).map_err(|e| open_err(EngineError::new(e)))?;
+        for t in super::datadir::tighten(&dir).map_err(|e| open_err(EngineError::new(e)))? {
+            tracing::warn!(
+                path = %t.path.display(),
+                from = format!("{:o}", t.from),
+                to = format!("{:o}", t.to),
+                "tightened the permissions of the data directory: it was readable by other users"
+            );
+        }
         let sled_config = sled::Config::new()
             .path(&dir)
             .cache_capacity(config.cache_bytes)
@@ -242,7 +265,7 @@ impl SledStore {
             (None, None) => Counters { revision, next_seq: 0, head_hash: GENESIS_HASH.to_owned() },
             (Some((seq, hash)), Some((k, v))) => {
                 let stored_seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
-                let event = audit::decode(&v)
+                let (event, _) = audit::decode(&v, None)
                     .map_err(|p| corrupt(format!("the last audit event ({stored_seq}): {p}")))?;
                 if stored_seq != seq || event.seq != seq || event.hash != hash {
                     return Err(corrupt(format!(
@@ -258,10 +281,17 @@ impl SledStore {
             }
             (None, Some(_)) => return Err(corrupt("audit events without a recorded head".into())),
         };
+        let counters = key_the_chain(&db, &trees, counters, config.audit_key.as_ref())
+            .map_err(storage)?
+            .map_err(corrupt)?;
+        // What the engine just made, when the process umask let it be looser.
+        super::datadir::tighten(&dir).map_err(|e| open_err(EngineError::new(e)))?;
 
         let core = Arc::new(Core {
             data_dir: dir.clone(),
             instance_id,
+            audit_key: config.audit_key.clone(),
+            audit_retention: config.audit_retention,
             db,
             trees,
             hub: WatchHub::new(revision, config.watch_history, config.watch_buffer),
@@ -275,7 +305,7 @@ impl SledStore {
             flush_nanos: AtomicU64::new(0),
         });
         if config.verify_audit_on_open {
-            let report = core.verify_audit()?;
+            let report = core.verify_audit(None)?;
             if let (Some(bad), Some(problem)) = (report.first_bad, report.problem) {
                 return Err(corrupt(format!("audit event {bad}: {problem}")));
             }
@@ -403,7 +433,42 @@ impl SledStore {
     ///
     /// As [`AuditLog::verify`].
     pub fn verify_audit_blocking(&self) -> StoreResult<VerifyReport> {
-        self.core.verify_audit()
+        self.core.verify_audit(None)
+    }
+
+    /// Removes the oldest audit events that the configured [`AuditRetention`] lets go, in
+    /// chunks, each atomic with the new chain start (the oldest kept event and the hash it
+    /// chains from, keyed), so that verification starts there. The latest event is always
+    /// kept. Does nothing when no retention is configured.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub async fn prune_audit(&self) -> StoreResult<PruneReport> {
+        /// Events removed per batch, so that writers are not held up long.
+        const CHUNK: u64 = 2000;
+        let retention = self.core.audit_retention;
+        let mut report = PruneReport::default();
+        if !retention.is_enabled() {
+            return Ok(report);
+        }
+        let now = Utc::now();
+        let (start, cut) = self.blocking(move |core| core.retention_cut(&retention, now)).await?;
+        let mut at = start;
+        while at < cut {
+            let upto = cut.min(at.saturating_add(CHUNK));
+            let ctx = WriteContext::controller();
+            match self.submit(&ctx, Request::PruneAudit(upto)).await? {
+                Reply::Count(n) => report.removed += n as u64,
+                other => return Err(unexpected(&other)),
+            }
+            at = upto;
+        }
+        report.oldest_kept = self.core.audit_head()?.map(|_| cut.max(start));
+        if report.removed > 0 {
+            tracing::info!(removed = report.removed, oldest_kept = ?report.oldest_kept, "audit retention removed old events");
+        }
+        Ok(report)
     }
 
     /// Queries the audit log without an async runtime.
@@ -457,6 +522,86 @@ fn read_head(meta: &sled::Tree) -> sled::Result<Result<Option<(u64, String)>, St
         }
         Some(_) => Err("the audit head record is damaged".to_owned()),
     })
+}
+
+/// With an audit key and no record of where the chain became keyed: records it (an empty
+/// log is keyed from its first event), and, when the key is new, adopts an existing unkeyed log
+/// (an old store): appends a keyed `audit.keyed` event, records it as the first keyed event, and
+/// keys an unkeyed chain-start record. An existing key never adopts a log: that log was
+/// rewritten, or the key belongs elsewhere, and verify reports it. Without a key, warns when
+/// the log is keyed. Runs before the writer starts, so nothing else writes.
+fn key_the_chain(
+    db: &sled::Db,
+    trees: &[sled::Tree],
+    counters: Counters,
+    key: Option<&AuditKey>,
+) -> sled::Result<Result<Counters, String>> {
+    let last = match trees[ops::AUDIT].last()? {
+        Some((_, v)) => match audit::decode(&v, None) {
+            Ok((e, _)) => Some(e),
+            Err(p) => return Ok(Err(format!("the last audit event: {p}"))),
+        },
+        None => None,
+    };
+    let recorded = trees[ops::META].get(META_AUDIT_KEYED_FROM)?;
+    let Some(key) = key else {
+        if recorded.is_some() {
+            tracing::warn!(
+                "the audit log is keyed but the store was opened without the audit key: new \
+                 events are unkeyed and `berth audit verify` will report them"
+            );
+        }
+        return Ok(Ok(counters));
+    };
+    if let Some(v) = &recorded {
+        if audit::decode_keyed_from(v, Some(key)).is_none() {
+            tracing::warn!(
+                "the audit log was keyed with a different audit key (another key file?): \
+                 `berth audit verify` will report the chain as broken"
+            );
+        }
+        return Ok(Ok(counters));
+    }
+    if last.is_some() && !key.is_new() {
+        tracing::warn!(
+            "the audit key file exists but the audit log has no record of being keyed with it: \
+             the log may have been rewritten (`berth audit verify` reports it)"
+        );
+        return Ok(Ok(counters));
+    }
+    let base = trees[ops::META].get(META_AUDIT_BASE)?;
+    let rekey_base = base.as_ref().and_then(|v| ChainStart::decode(v)).filter(|(_, keyed)| !keyed);
+    let outcome = trees.transaction(|tx| {
+        if let Some((start, _)) = &rekey_base {
+            tx[ops::META].insert(META_AUDIT_BASE, start.encode(Some(key)))?;
+        }
+        let mut batch = Batch::new(tx, &counters, &[], Some(key));
+        let keyed_from = batch.counters.next_seq;
+        if last.is_some() {
+            let entry = AuditEntry::new(
+                WriteContext::controller(),
+                verbs::AUDIT_KEYED,
+                AuditOutcome::Success,
+            )
+            .message("the audit chain is keyed (HMAC-SHA256) from this event on");
+            batch.append_entry(entry)?;
+        }
+        tx[ops::META].insert(META_AUDIT_KEYED_FROM, audit::encode_keyed_from(keyed_from, key))?;
+        batch.finish()?;
+        Ok((batch.counters, keyed_from))
+    });
+    let (counters, keyed_from) = match outcome {
+        Ok(c) => c,
+        Err(sled::transaction::TransactionError::Storage(e)) => return Err(e),
+        Err(sled::transaction::TransactionError::Abort(())) => {
+            return Err(sled::Error::Unsupported("transaction aborted".into()));
+        }
+    };
+    db.flush()?;
+    if last.is_some() {
+        tracing::info!(seq = keyed_from, "the audit chain is keyed from this event on");
+    }
+    Ok(Ok(counters))
 }
 
 impl Core {
@@ -539,20 +684,63 @@ impl Core {
             .map_err(|detail| StoreError::Corrupt { data_dir: self.data_dir.clone(), detail })
     }
 
-    pub(crate) fn verify_audit(&self) -> StoreResult<VerifyReport> {
+    /// The recorded start of the kept chain and whether its record carries a valid MAC
+    /// (`None`: no record, the chain starts at 0).
+    fn audit_base(&self) -> StoreResult<Option<(ChainStart, bool)>> {
+        let corrupt =
+            |detail: String| StoreError::Corrupt { data_dir: self.data_dir.clone(), detail };
+        match self.trees[ops::META].get(META_AUDIT_BASE).map_err(|e| self.storage(e))? {
+            None => Ok(None),
+            Some(v) => {
+                let (start, keyed) = ChainStart::decode(&v)
+                    .ok_or_else(|| corrupt("the audit chain start record is damaged".into()))?;
+                let valid = match &self.audit_key {
+                    Some(k) => keyed && ChainStart::check(&v, k),
+                    None => true,
+                };
+                Ok(Some((start, valid)))
+            }
+        }
+    }
+
+    pub(crate) fn verify_audit(&self, expect: Option<&ExpectedHead>) -> StoreResult<VerifyReport> {
         let head = self.audit_head()?;
+        let base = self.audit_base()?;
+        let start = base.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
         // Events up to the head never change, so the walk needs no lock; events appended
         // meanwhile are after the head and not looked at.
-        let end = head.as_ref().map_or(0, |(seq, _)| seq + 1);
+        let end = head.as_ref().map_or(start.seq, |(seq, _)| seq + 1);
         let records =
-            self.trees[ops::AUDIT].range(0u64.to_be_bytes()..end.to_be_bytes()).map(|item| {
+            self.trees[ops::AUDIT].range(start.seq.to_be_bytes()..end.to_be_bytes()).map(|item| {
                 item.map(|(k, v)| {
                     (k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX), v.to_vec())
                 })
             });
-        let mut report = audit::verify_chain(records, head.clone()).map_err(|e| self.storage(e))?;
+        let keyed_from = self.trees[ops::META]
+            .get(META_AUDIT_KEYED_FROM)
+            .map_err(|e| self.storage(e))?
+            .and_then(|v| audit::decode_keyed_from(&v, self.audit_key.as_ref()));
+        let mut report = audit::verify_chain(
+            records,
+            &start,
+            head.clone(),
+            self.audit_key.as_ref(),
+            keyed_from,
+            expect,
+        )
+        .map_err(|e| self.storage(e))?;
+        if let Some((start, false)) = &base
+            && report.first_bad.is_none()
+        {
+            report.first_bad = Some(start.seq);
+            report.problem = Some(
+                "the record of where the kept chain starts (after retention) is not keyed with \
+                 the audit key: older events were removed without the key"
+                    .to_owned(),
+            );
+        }
         // Anything stored beyond the recorded head was written around the store.
-        if report.is_ok() {
+        if report.first_bad.is_none() {
             let beyond = self.trees[ops::AUDIT].range(end.to_be_bytes()..).next();
             if let Some(Ok((k, _))) = beyond
                 && head == self.audit_head()?
@@ -563,6 +751,36 @@ impl Core {
             }
         }
         Ok(report)
+    }
+
+    /// Where the kept chain starts now, and the first event a retention pass should keep.
+    fn retention_cut(
+        &self,
+        retention: &AuditRetention,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        self.check_poisoned()?;
+        let start = self.audit_base()?.map_or(0, |(s, _)| s.seq);
+        let Some((head, _)) = self.audit_head()? else {
+            return Ok((start, start));
+        };
+        let mut cut = start;
+        if let Some(max) = retention.max_events {
+            cut = cut.max((head + 1).saturating_sub(max.max(1)));
+        }
+        if let Some(age) = retention.max_age {
+            let oldest = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            for item in self.trees[ops::AUDIT].range(cut.to_be_bytes()..=head.to_be_bytes()) {
+                let (k, v) = item.map_err(|e| self.storage(e))?;
+                let seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+                match audit::decode(&v, None) {
+                    Ok((e, _)) if e.time < oldest => cut = seq + 1,
+                    // A newer event, or one that does not decode (kept for verify to report).
+                    _ => break,
+                }
+            }
+        }
+        Ok((start, cut.min(head)))
     }
 
     fn query_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
@@ -580,7 +798,7 @@ impl Core {
         let mut more = false;
         for item in iter {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let event = audit::decode(&v).map_err(|p| StoreError::Corrupt {
+            let (event, _) = audit::decode(&v, None).map_err(|p| StoreError::Corrupt {
                 data_dir: self.data_dir.clone(),
                 detail: format!(
                     "audit event {}: {p}",
@@ -655,7 +873,7 @@ impl Core {
         let started = std::time::Instant::now();
         let guard = self.batch_lock.write().unwrap_or_else(lock_poisoned);
         let outcome = self.trees.as_slice().transaction(|trees| {
-            let mut batch = Batch::new(trees, counters, &families);
+            let mut batch = Batch::new(trees, counters, &families, self.audit_key.as_ref());
             let mut replies = Vec::with_capacity(jobs.len());
             for job in &jobs {
                 replies.push(batch.run(&job.ctx, &job.request)?);
@@ -837,7 +1055,18 @@ impl AuditLog for SledStore {
     }
 
     fn verify(&self) -> BoxFuture<'_, StoreResult<VerifyReport>> {
-        self.blocking(Core::verify_audit)
+        self.blocking(|core| core.verify_audit(None))
+    }
+
+    fn verify_expecting(
+        &self,
+        expect: Option<ExpectedHead>,
+    ) -> BoxFuture<'_, StoreResult<VerifyReport>> {
+        self.blocking(move |core| core.verify_audit(expect.as_ref()))
+    }
+
+    fn head(&self) -> BoxFuture<'_, StoreResult<Option<AuditHead>>> {
+        self.blocking(|core| Ok(core.audit_head()?.map(|(seq, hash)| AuditHead { seq, hash })))
     }
 }
 

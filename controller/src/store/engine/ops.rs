@@ -14,7 +14,9 @@ use crate::store::accounts::{
     ApiToken, NewApiToken, NewUser, RefreshFamily, RefreshRotation, RefreshToken, User, UserUpdate,
     check_username,
 };
-use crate::store::audit::{self, AuditEntry, AuditEvent, AuditOutcome, verbs};
+use crate::store::audit::{
+    self, AuditEntry, AuditEvent, AuditKey, AuditOutcome, ChainStart, verbs,
+};
 use crate::store::error::StoreError;
 use crate::store::types::{WriteContext, WriteOutcome, WriteResult};
 use crate::store::watch::{EventType, WatchEvent};
@@ -49,6 +51,13 @@ pub(crate) const TREE_NAMES: [&str; 9] = [
 pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_REVISION: &[u8] = b"revision";
 pub(crate) const META_AUDIT_HEAD: &[u8] = b"audit_head";
+/// Where the kept audit chain starts, once retention removed older events: the oldest kept
+/// sequence number and the hash it chains from, with an HMAC under the audit key
+/// ([`ChainStart`]).
+pub(crate) const META_AUDIT_BASE: &[u8] = b"audit_base";
+/// The first keyed audit event's sequence number, with an HMAC under the audit key: written
+/// when a store is first opened with a new key. Verification with the key requires it.
+pub(crate) const META_AUDIT_KEYED_FROM: &[u8] = b"audit_keyed_from";
 /// The store's instance id (a UUID made when the data directory is first created; see
 /// [`crate::store::ResourceStore::instance_id`]).
 pub(crate) const META_INSTANCE: &[u8] = b"instance";
@@ -85,6 +94,9 @@ pub(crate) enum Request {
     CreateApiToken(NewApiToken),
     RevokeApiToken(String),
     Append(AuditEntry),
+    /// Removes the audit events from the current chain start up to (not including) this
+    /// sequence number, which becomes the new start.
+    PruneAudit(u64),
 }
 
 impl Request {
@@ -127,6 +139,8 @@ pub(crate) struct Batch<'a> {
     /// What range-reading jobs need, read before the transaction (sled cannot iterate inside
     /// one): the committed refresh families, for a job that runs first in its batch.
     pub families: &'a [RefreshFamily],
+    /// The audit chain's key.
+    key: Option<&'a AuditKey>,
     start: Counters,
 }
 
@@ -210,12 +224,14 @@ impl<'a> Batch<'a> {
         trees: &'a [TransactionalTree],
         counters: &Counters,
         families: &'a [RefreshFamily],
+        key: Option<&'a AuditKey>,
     ) -> Self {
         Self {
             trees,
             counters: counters.clone(),
             events: Vec::new(),
             families,
+            key,
             start: counters.clone(),
         }
     }
@@ -295,25 +311,71 @@ impl<'a> Batch<'a> {
             Request::CreateApiToken(t) => self.create_token(ctx, t).map(Reply::Token),
             Request::RevokeApiToken(id) => self.revoke_token(ctx, id).map(Reply::Token),
             Request::Append(entry) => self
-                .append(entry.clone().into_event())
+                .append_entry(entry.clone())
                 .map(|e| Reply::Event(Box::new(e)))
                 .map_err(Fail::from),
+            Request::PruneAudit(upto) => self.prune_audit(*upto).map(Reply::Count),
         }
     }
 
     // ---------------------------------------------------------------- audit
 
+    /// Appends an event that is not a resource or account write.
+    pub(crate) fn append_entry(
+        &mut self,
+        entry: AuditEntry,
+    ) -> Result<AuditEvent, UnabortableTransactionError> {
+        self.append(entry.into_event())
+    }
+
+    /// Every audit event goes in here: capped in size, chained, keyed when there is a key.
     fn append(&mut self, mut event: AuditEvent) -> Result<AuditEvent, UnabortableTransactionError> {
+        audit::cap(&mut event);
         event.seq = self.counters.next_seq;
         event.time = Utc::now();
         event.prev_hash = self.counters.head_hash.clone();
         // Encoding an audit event (plain strings and numbers) cannot fail; should it ever, the
         // event still goes in with an empty body rather than the write going unaudited.
-        let value = audit::encode(&mut event).unwrap_or_default();
+        let value = audit::encode(&mut event, self.key).unwrap_or_default();
         self.tree(AUDIT).insert(&event.seq.to_be_bytes(), value)?;
         self.counters.head_hash = event.hash.clone();
         self.counters.next_seq += 1;
         Ok(event)
+    }
+
+    /// Removes events from the chain start up to `upto` (never the latest event), recording
+    /// `upto` and the hash it chains from as the new start. Returns how many went.
+    fn prune_audit(&mut self, upto: u64) -> JobResult<usize> {
+        let start = match self.tree(META).get(META_AUDIT_BASE)? {
+            Some(v) => ChainStart::decode(&v).map_or(0, |(s, _)| s.seq),
+            None => 0,
+        };
+        let last = self.counters.next_seq.checked_sub(1);
+        if upto <= start || last.is_none_or(|last| upto > last) {
+            return Ok(0);
+        }
+        let Some(value) = self.tree(AUDIT).get(upto.to_be_bytes())? else {
+            return Err(Fail::Refused(StoreError::Invalid {
+                reason: format!("audit event {upto} is missing; not pruning"),
+            }));
+        };
+        let prev = match audit::decode(&value, None) {
+            Ok((e, _)) => e.prev_hash,
+            Err(p) => {
+                return Err(Fail::Refused(StoreError::Invalid {
+                    reason: format!("audit event {upto}: {p}; not pruning"),
+                }));
+            }
+        };
+        let base = ChainStart { seq: upto, prev };
+        self.tree(META).insert(META_AUDIT_BASE, base.encode(self.key))?;
+        let mut removed = 0;
+        for seq in start..upto {
+            if self.tree(AUDIT).remove(&seq.to_be_bytes())?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn audit_resource(

@@ -229,6 +229,14 @@ pub fn routes() -> Vec<Route> {
         ),
         r(
             M::GET,
+            "/api/v1/audit/head",
+            Auth(Action::ReadAudit),
+            || get(audit::head),
+            "The latest audit event's sequence number and hash",
+            "audit",
+        ),
+        r(
+            M::GET,
             "/api/v1/system/version",
             Auth(Action::ReadSystem),
             || get(system::version),

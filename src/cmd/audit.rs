@@ -1,5 +1,7 @@
-//! `berth audit [filters]` lists audit events (admin); `berth audit verify` checks the hash
-//! chain. Exit status 0; for `verify`, 1 when the chain is broken; 1 when a request fails.
+//! `berth audit [filters]` lists audit events (admin); `berth audit verify [--expect-head
+//! SEQ:HASH]` checks the keyed hash chain; `berth audit head` prints the latest event's
+//! `SEQ:HASH` to keep elsewhere. Exit status 0; for `verify`, 1 when the chain is broken or
+//! does not contain the expected head; 1 when a request fails.
 
 use std::process::ExitCode;
 
@@ -55,9 +57,65 @@ pub struct Args {
 pub enum AuditCommand {
     /// Check that the audit log's hash chain is intact (exit 1 when it is not).
     Verify {
+        /// A head printed earlier by `berth audit head` (`SEQ:HASH`, or the hash alone): fail
+        /// unless the chain still contains it, which catches a rewrite of history even by
+        /// someone holding the audit key.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Print the latest event as `SEQ:HASH`; keep it elsewhere and pass it to
+    /// `berth audit verify --expect-head` later.
+    Head {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `berth audit verify`: prints what was checked (from which event, what is keyed, the
+/// expected head) or what is wrong.
+fn verify(expect_head: Option<&str>, client: &ClientOpts) -> anyhow::Result<ExitCode> {
+    let client = Client::connect(client)?;
+    let query: Vec<(&str, String)> =
+        expect_head.map(|h| ("expectHead", h.to_owned())).into_iter().collect();
+    let report: Value = runtime()?.block_on(client.get("/api/v1/audit/verify", &query))?;
+    let from = report["verifiedFrom"].as_u64().unwrap_or(0);
+    let keyed = match (report["keyedFrom"].as_u64(), report["keyChecked"].as_bool()) {
+        (Some(0), Some(true)) => "every event keyed (HMAC-SHA256)".to_owned(),
+        (Some(k), Some(true)) if k <= from => "every event keyed (HMAC-SHA256)".to_owned(),
+        (Some(k), Some(true)) => {
+            format!("keyed (HMAC-SHA256) from event {k}; events before it are unkeyed SHA-256")
+        }
+        (Some(k), _) => {
+            format!("keyed from event {k}, but the server has no audit key to check it")
+        }
+        (None, _) => "not keyed (unkeyed SHA-256 chain)".to_owned(),
+    };
+    if !report["firstBad"].is_null() {
+        println!(
+            "audit log BROKEN at event {}: {}",
+            report["firstBad"],
+            report["problem"].as_str().unwrap_or("hash mismatch")
+        );
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    if let Some(problem) = report["problem"].as_str() {
+        println!("audit log does NOT contain the expected head: {problem}");
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    let head = match report["headSeq"].as_u64() {
+        Some(seq) => format!("{seq}:{}", report["headHash"].as_str().unwrap_or("-")),
+        None => "none".to_owned(),
+    };
+    println!(
+        "audit log intact: {} events verified from seq {from}, head {head}; {keyed}",
+        report["events"]
+    );
+    if let Some(expected) = report["expectedHead"].as_str() {
+        println!("expected head {expected} is in the chain");
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn target(e: &Value) -> String {
@@ -75,24 +133,17 @@ fn target(e: &Value) -> String {
 ///
 /// A failed request.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(AuditCommand::Verify { client }) = &args.command {
-        let client = Client::connect(client)?;
-        let report: Value = runtime()?.block_on(client.get("/api/v1/audit/verify", &[]))?;
-        return Ok(if report["firstBad"].is_null() {
-            println!(
-                "audit log intact: {} events, head {}",
-                report["events"],
-                report["headHash"].as_str().unwrap_or("-")
-            );
-            ExitCode::from(EXIT_OK)
-        } else {
-            println!(
-                "audit log BROKEN at event {}: {}",
-                report["firstBad"],
-                report["problem"].as_str().unwrap_or("hash mismatch")
-            );
-            ExitCode::from(EXIT_FAILURE)
-        });
+    match &args.command {
+        Some(AuditCommand::Verify { expect_head, client }) => {
+            return verify(expect_head.as_deref(), client);
+        }
+        Some(AuditCommand::Head { client }) => {
+            let client = Client::connect(client)?;
+            let head: Value = runtime()?.block_on(client.get("/api/v1/audit/head", &[]))?;
+            println!("{}:{}", head["seq"], head["hash"].as_str().unwrap_or("-"));
+            return Ok(ExitCode::from(EXIT_OK));
+        }
+        None => {}
     }
     let client = Client::connect(&args.client)?;
     let mut base = Vec::new();

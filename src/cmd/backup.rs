@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use berth_controller::store::audit::AUDIT_KEY_FILE;
 use berth_controller::store::backup::{self, BackupSummary};
-use berth_controller::store::{SledStore, StoreConfig, StoreError};
+use berth_controller::store::{AuditKey, SledStore, StoreConfig, StoreError};
 use reqwest::Method;
 
 use crate::client::{Body, Client, ClientError, ClientOpts, runtime};
@@ -61,7 +62,10 @@ fn offline(data_dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let store = SledStore::open(StoreConfig::new(data_dir)).map_err(|e| match e {
+    let mut config = StoreConfig::new(data_dir);
+    // The audit key beside the store, when it is there, so that the chain is checked with it.
+    config.audit_key = AuditKey::load_if_present(&data_dir.join(AUDIT_KEY_FILE))?;
+    let store = SledStore::open(config).map_err(|e| match e {
         StoreError::Open { .. } => anyhow::Error::new(e).context(format!(
             "cannot open {} (is `berth serve` running on it? Leave out --data-dir to back up a \
              running server through its API)",

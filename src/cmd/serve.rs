@@ -16,7 +16,8 @@ use berth_api::server::prepare;
 use berth_api::{Metrics, ServeConfig};
 use berth_controller::docker::{BollardDriver, CredentialStore, DockerConfig, Driver};
 use berth_controller::reconcile::{Controller, ControllerConfig};
-use berth_controller::store::{SledStore, StoreConfig};
+use berth_controller::store::audit::AUDIT_KEY_FILE;
+use berth_controller::store::{AuditKey, SledStore, StoreConfig};
 use berth_schemas::quantity::{parse_duration, parse_memory};
 use clap::Parser;
 use serde::Deserialize;
@@ -58,6 +59,15 @@ pub struct Args {
     /// File holding the access-token signing key [default: DATA_DIR/jwt.key, created 0600].
     #[arg(long, env = "BERTH_SIGNING_KEY_FILE", value_name = "FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// File holding the audit chain's key [default: DATA_DIR/audit.key, created 0600].
+    #[arg(long, env = "BERTH_AUDIT_KEY_FILE", value_name = "FILE")]
+    pub audit_key_file: Option<PathBuf>,
+    /// Remove audit events older than this many days [default: keep them all].
+    #[arg(long, env = "BERTH_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u32>,
+    /// Keep at most this many audit events, removing the oldest [default: keep them all].
+    #[arg(long, env = "BERTH_AUDIT_MAX_EVENTS", value_name = "N")]
+    pub audit_max_events: Option<u64>,
     /// docker-style config.json with registry credentials for image pulls.
     #[arg(long, env = "BERTH_REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub registry_auth_file: Option<PathBuf>,
@@ -109,6 +119,12 @@ pub struct FileConfig {
     pub tls: Option<TlsFileConfig>,
     /// See `--signing-key-file`.
     pub signing_key_file: Option<PathBuf>,
+    /// See `--audit-key-file`.
+    pub audit_key_file: Option<PathBuf>,
+    /// See `--audit-retention-days`.
+    pub audit_retention_days: Option<u32>,
+    /// See `--audit-max-events`.
+    pub audit_max_events: Option<u64>,
     /// See `--registry-auth-file`.
     pub registry_auth_file: Option<PathBuf>,
     /// See `--concurrency`.
@@ -174,6 +190,8 @@ pub struct Settings {
     pub controller: ControllerConfig,
     /// Registry credentials file.
     pub registry_auth_file: Option<PathBuf>,
+    /// The audit key file (`DATA_DIR/audit.key` unless set elsewhere).
+    pub audit_key_file: PathBuf,
     /// GitOps directory.
     pub sync_dir: Option<PathBuf>,
     /// Whether the GitOps directory may use admin-only fields.
@@ -246,6 +264,22 @@ impl Settings {
         if let Some(b) = bytes("cache size", args.cache_size.or(file.cache_size))? {
             store.cache_bytes = b;
         }
+        let audit_key_file = args
+            .audit_key_file
+            .or(file.audit_key_file)
+            .unwrap_or_else(|| api.data_dir.join(AUDIT_KEY_FILE));
+        if let Some(days) = args.audit_retention_days.or(file.audit_retention_days) {
+            if days == 0 {
+                bail!(UsageError("audit retention must be at least 1 day".into()));
+            }
+            store.audit_retention.max_age = Some(Duration::from_secs(u64::from(days) * 86_400));
+        }
+        if let Some(n) = args.audit_max_events.or(file.audit_max_events) {
+            if n == 0 {
+                bail!(UsageError("audit max events must be at least 1".into()));
+            }
+            store.audit_retention.max_events = Some(n);
+        }
 
         let mut docker = DockerConfig::from_env();
         if let Some(host) = args.docker_host.or(file.docker_host) {
@@ -270,6 +304,7 @@ impl Settings {
             docker,
             controller,
             registry_auth_file: args.registry_auth_file.or(file.registry_auth_file),
+            audit_key_file,
             sync_dir: args.sync_dir.or(file.sync_dir),
             sync_allow_admin_fields: args.sync_allow_admin_fields
                 || file.sync_allow_admin_fields.unwrap_or(false),
@@ -286,6 +321,9 @@ impl Settings {
 /// serve partial state), an address that cannot be bound.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(args)?;
+    // Everything berth writes from here on (store files, keys, backups) is owner-only; the
+    // store also tightens what it finds, for library users who keep a looser umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     crate::init_tracing(settings.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,10 +336,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
         api,
-        store,
+        mut store,
         docker,
         controller,
         registry_auth_file,
+        audit_key_file,
         sync_dir,
         sync_allow_admin_fields,
         ..
@@ -310,6 +349,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         bail!(UsageError(format!("--sync-dir {}: not a directory", dir.display())));
     }
     let data_dir = api.data_dir.clone();
+    // The data directory first (0700, or tightened with a warning), then the audit key in it.
+    berth_controller::store::datadir::create_private(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    for t in berth_controller::store::datadir::tighten(&data_dir).with_context(|| {
+        format!("cannot tighten the permissions of the data directory {}", data_dir.display())
+    })? {
+        tracing::warn!(
+            path = %t.path.display(),
+            from = format!("{:o}", t.from),
+            to = format!("{:o}", t.to),
+            "tightened the permissions of the data directory: it was readable by other users"
+        );
+    }
+    store.audit_key = Some(AuditKey::load_or_create(&audit_key_file)?);
+    let retention = store.audit_retention;
     let store = SledStore::open(store).with_context(|| {
         format!("refusing to start: the store in {} cannot be used", data_dir.display())
     })?;
@@ -380,6 +434,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             StoreApplier::new(state.clone()).allow_admin_fields(sync_allow_admin_fields);
         tokio::spawn(run_sync(source, applier, status, shutdown.child_token().cancelled_owned()))
     });
+    let retention_task = retention
+        .is_enabled()
+        .then(|| tokio::spawn(run_audit_retention(store.clone(), shutdown.child_token())));
     let signals = tokio::spawn(wait_for_signals(shutdown.clone()));
     let server_shutdown = shutdown.clone();
     let served =
@@ -395,10 +452,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "directory sync task failed"),
         }
     }
+    if let Some(task) = retention_task
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "audit retention task failed");
+    }
     signals.abort();
     store.close();
     tracing::info!("berth stopped");
     served.context("the API server stopped")
+}
+
+/// Removes old audit events at start and then every hour, until `shutdown`.
+async fn run_audit_retention(store: SledStore, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(e) = store.prune_audit().await {
+            tracing::error!(error = %e, "audit retention failed");
+        }
+    }
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; the second exits at once.

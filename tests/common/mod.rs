@@ -90,19 +90,25 @@ impl Server {
 
     /// As [`Server::start`], with more `berth serve` flags (`--sync-dir DIR`).
     pub fn start_with(extra: &[&str]) -> Self {
-        Self::start_inner(extra, None)
+        Self::start_inner(extra, None, None)
+    }
+
+    /// As [`Server::start_with`], in a temporary directory the test prepared: the server's
+    /// data directory is `data/data`, its log `data/serve.log`.
+    pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::start_inner(extra, None, Some(data))
     }
 
     /// As [`Server::start`], serving HTTPS with `cert`/`key`; the client trusts `ca` through
     /// `berth login --ca-cert`.
     pub fn start_tls(ca: &Path, cert: &Path, key: &Path) -> Self {
         let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
-        Self::start_inner(&["--tls-cert", cert, "--tls-key", key], Some(ca))
+        Self::start_inner(&["--tls-cert", cert, "--tls-key", key], Some(ca), None)
     }
 
-    fn start_inner(extra: &[&str], ca: Option<&Path>) -> Self {
+    fn start_inner(extra: &[&str], ca: Option<&Path>, data: Option<tempfile::TempDir>) -> Self {
         let port = free_port();
-        let data = tempfile::tempdir().expect("tempdir");
+        let data = data.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
         let config_home = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(data.path().join("serve.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))

@@ -1,9 +1,11 @@
-//! The audit log (admin): `GET /api/v1/audit` with filters and paging, and
-//! `GET /api/v1/audit/verify`.
+//! The audit log (admin): `GET /api/v1/audit` with filters and paging,
+//! `GET /api/v1/audit/verify` (optionally against an exported head) and `GET /api/v1/audit/head`.
 
 use axum::Json;
 use axum::extract::State;
-use berth_controller::store::{Actor, AuditPage, AuditQuery, VerifyReport};
+use berth_controller::store::{
+    Actor, AuditHead, AuditPage, AuditQuery, ExpectedHead, VerifyReport,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -75,7 +77,35 @@ pub async fn query(
     Ok(Json(state.audit().query(&q).await?))
 }
 
-/// `GET /api/v1/audit/verify`: checks the whole hash chain.
-pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyReport>, ApiError> {
-    Ok(Json(state.audit().verify().await?))
+/// `GET /api/v1/audit/verify` query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyParams {
+    /// A head exported earlier (`SEQ:HASH`, or the hash alone) that the chain must contain.
+    pub expect_head: Option<String>,
+}
+
+/// `GET /api/v1/audit/verify`: checks the whole kept hash chain, and with `expectHead` that it
+/// contains that head (a report with a `problem` when it does not).
+pub async fn verify(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<VerifyParams>,
+) -> Result<Json<VerifyReport>, ApiError> {
+    let expect = match p.expect_head {
+        None => None,
+        Some(h) => Some(h.parse::<ExpectedHead>().map_err(|message| ApiError::BadRequest {
+            message,
+            details: json!({ "parameter": "expectHead" }),
+        })?),
+    };
+    Ok(Json(state.audit().verify_expecting(expect).await?))
+}
+
+/// `GET /api/v1/audit/head`: the latest event's `{seq, hash}`, to export elsewhere and check
+/// later with `verify?expectHead=SEQ:HASH`. 404 while the log is empty.
+pub async fn head(State(state): State<AppState>) -> Result<Json<AuditHead>, ApiError> {
+    match state.audit().head().await? {
+        Some(h) => Ok(Json(h)),
+        None => Err(ApiError::NotFound("the audit log is empty".to_owned())),
+    }
 }

@@ -170,8 +170,15 @@ fn schemas() -> Value {
             "type": "object", "required": ["events", "headHash", "firstBad", "problem"],
             "properties": {
                 "events": { "type": "integer" }, "headHash": string,
-                "firstBad": { "type": ["integer", "null"] }, "problem": { "type": ["string", "null"] }
+                "firstBad": { "type": ["integer", "null"] }, "problem": { "type": ["string", "null"] },
+                "verifiedFrom": { "type": "integer" }, "headSeq": { "type": ["integer", "null"] },
+                "keyedFrom": { "type": ["integer", "null"] }, "keyChecked": { "type": "boolean" },
+                "expectedHead": { "type": ["string", "null"] }
             }
+        },
+        "AuditHead": {
+            "type": "object", "required": ["seq", "hash"],
+            "properties": { "seq": { "type": "integer" }, "hash": string }
         },
         "EngineVersion": {
             "type": "object", "required": ["version", "apiVersion", "os", "arch"],
@@ -370,6 +377,9 @@ fn operation(method: &Method, path: &str) -> (&'static str, Option<Value>, u16, 
         ("GET", "/api/v1/audit") => ("Query the audit log", None, 200, Some(r("AuditPage"))),
         ("GET", "/api/v1/audit/verify") => {
             ("Verify the audit chain", None, 200, Some(r("VerifyReport")))
+        }
+        ("GET", "/api/v1/audit/head") => {
+            ("The latest audit event's sequence number and hash", None, 200, Some(r("AuditHead")))
         }
         ("GET", "/api/v1/system/version") => {
             ("Docker Engine version", None, 200, Some(r("EngineVersion")))

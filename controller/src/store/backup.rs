@@ -351,6 +351,8 @@ pub fn restore(path: &Path, config: &StoreConfig) -> StoreResult<BackupSummary> 
             data_dir: dir.clone(),
             source: EngineError::new(e),
         };
+        // Owner-only from the start: a backup holds password and token hashes.
+        super::datadir::create_private(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
         let db = open_engine_for_restore(
             &sled::Config::new().path(dir).cache_capacity(config.cache_bytes),
         )

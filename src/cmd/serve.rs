@@ -561,6 +561,31 @@ mod tests {
     }
 
     #[test]
+    fn audit_retention_is_off_by_default_and_the_key_sits_in_the_data_dir() {
+        let s = Settings::resolve(Args::parse_from(["serve", "--data-dir", "/srv/b"])).unwrap();
+        assert!(!s.store.audit_retention.is_enabled());
+        assert_eq!(s.audit_key_file, PathBuf::from("/srv/b/audit.key"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.yaml");
+        std::fs::write(&path, "auditRetentionDays: 30\nauditKeyFile: /keys/audit.key\n").unwrap();
+        let p = path.to_str().unwrap();
+        let s = Settings::resolve(Args::parse_from([
+            "serve",
+            "--config",
+            p,
+            "--audit-max-events",
+            "500",
+        ]))
+        .unwrap();
+        assert_eq!(s.store.audit_retention.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(s.store.audit_retention.max_events, Some(500));
+        assert_eq!(s.audit_key_file, PathBuf::from("/keys/audit.key"));
+        let err =
+            Settings::resolve(Args::parse_from(["serve", "--audit-max-events", "0"])).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some());
+    }
+
+    #[test]
     fn a_bad_duration_is_a_usage_error_naming_the_setting() {
         let args = Args::parse_from(["serve", "--relist-interval", "soon"]);
         let err = Settings::resolve(args).unwrap_err();

@@ -241,7 +241,10 @@ impl Query {
 
     /// The audit chain's check (admin), as `GET /api/v1/audit/verify`.
     async fn audit_verify(&self, ctx: &Context<'_>) -> GqlResult<AuditVerification> {
-        let axum::Json(r) = routes::audit::verify(State(state(ctx)?.clone())).await.gql()?;
+        let axum::Json(r) =
+            routes::audit::verify(State(state(ctx)?.clone()), ApiQuery(Default::default()))
+                .await
+                .gql()?;
         Ok(r.into())
     }
 

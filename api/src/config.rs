@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub access_token_ttl: Duration,
     /// Refresh token lifetime (7 days).
     pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a login session (7 days): refreshing extends the refresh token,
+    /// never the session past this age from its login; then refresh answers 401.
+    pub session_max_age: Duration,
     /// Longest API token lifetime a user may ask for (365 days).
     pub max_api_token_ttl: Duration,
     /// Request body limit in bytes (1 MiB).
@@ -58,6 +61,7 @@ impl Default for ServeConfig {
             issuer: "berth".to_owned(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_max_age: Duration::from_secs(7 * 24 * 3600),
             max_api_token_ttl: Duration::from_secs(365 * 24 * 3600),
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: Duration::from_secs(30),
@@ -86,6 +90,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(604_800));
+        assert_eq!(c.session_max_age, Duration::from_secs(604_800));
         assert_eq!(c.body_limit, 1_048_576);
         assert_eq!(c.signing_key_path(), PathBuf::from("./berth-data/jwt.key"));
     }

@@ -1212,3 +1212,135 @@ async fn exec_is_audited_at_start_and_end_without_its_input_or_output() {
     assert_eq!(end.verb, "exec.end");
     assert!(end.message.as_deref().is_some_and(|m| m.contains("after")), "{end:?}");
 }
+
+/// Issue 11, hole 3: waits for the server to close `ws`, answering pings; panics on any other
+/// message (nothing else was asked on the socket) or when no close comes within [`LIMIT`]
+/// (well under the 60 s credential-recheck backstop, so the account change itself closed it).
+async fn closed_after_account_change(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match ws.frame().await {
+            Frame::Close(code, reason) => return (code, reason),
+            Frame::Text(m) if m["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
+            Frame::Text(m) => panic!("unexpected message before the close: {m}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn issue11_hole3_revoking_an_api_token_closes_its_websocket() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let ann = s.user(&admin, "ann", "operator").await;
+    let r = s.post_json("/api/v1/tokens", Some(&ann), json!({"name": "dash"})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (id, token) = (r.json()["id"].as_str().unwrap().to_owned(), r.json()["token"].clone());
+    let mut ws = Ws::connect(&s, token.as_str().unwrap()).await;
+    let r = s.delete(&format!("/api/v1/tokens/{id}"), Some(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (code, reason) = closed_after_account_change(&mut ws).await;
+    assert_eq!(code, 4401, "{reason}");
+}
+
+#[tokio::test]
+async fn issue11_hole3_disabling_a_user_closes_their_websocket_with_4403() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let ann = s.user(&admin, "ann", "operator").await;
+    let mut ws = Ws::connect(&s, &ann).await;
+    let r = s
+        .send_json(
+            hyper::Method::PATCH,
+            "/api/v1/users/ann",
+            Some(&admin),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (code, reason) = closed_after_account_change(&mut ws).await;
+    assert_eq!(code, 4403, "{reason}");
+}
+
+#[tokio::test]
+async fn issue11_hole3_a_lowered_role_loses_operator_operations_on_the_open_socket() {
+    const DELETE: &str = "mutation { delete(kind: \"Container\", name: \"no-such-thing\") }";
+    let s = server().await;
+    let admin = s.admin().await;
+    let ann = s.user(&admin, "ann", "operator").await;
+    let mut ws = Ws::connect(&s, &ann).await;
+    // As an operator, the delete is allowed (and finds nothing).
+    ws.subscribe("before", DELETE, json!({})).await;
+    let m = ws.next_for("before").await;
+    assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "not_found", "{m}");
+    let r = s
+        .send_json(
+            hyper::Method::PATCH,
+            "/api/v1/users/ann",
+            Some(&admin),
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same operation over the same socket is now refused: forbidden, or the socket closed
+    // with 4403 (reconnect to carry on as a viewer).
+    ws.subscribe("after", DELETE, json!({})).await;
+    loop {
+        match ws.frame().await {
+            Frame::Close(code, reason) => {
+                assert_eq!(code, 4403, "{reason}");
+                break;
+            }
+            Frame::Text(m) if m["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
+            Frame::Text(m) if m["id"] == "after" && m["type"] != "complete" => {
+                assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "forbidden", "{m}");
+                break;
+            }
+            Frame::Text(_) => {}
+        }
+    }
+    // A new connection works, with the viewer's rights.
+    let viewer = s.tokens("ann", "ann-password").await.0;
+    let mut ws = Ws::connect(&s, &viewer).await;
+    ws.subscribe("again", DELETE, json!({})).await;
+    let m = ws.next_for("again").await;
+    assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "forbidden", "{m}");
+}
+
+#[tokio::test]
+async fn issue11_hole11_operations_over_one_websocket_take_the_per_token_rate_limit() {
+    let s = server_with(|c| {
+        c.per_token = berth_api::ratelimit::RateLimit { burst: 3, per_second: 0.001 };
+    })
+    .await;
+    let admin = s.admin().await;
+    let ann = s.user(&admin, "ann", "viewer").await;
+    let mut ws = Ws::connect(&s, &ann).await;
+    for i in 0..10 {
+        ws.subscribe(
+            &format!("q{i}"),
+            "{ resources(kind: \"Container\") { revision } }",
+            json!({}),
+        )
+        .await;
+    }
+    // The first answer to each operation, in whatever order they come.
+    let mut first = std::collections::BTreeMap::new();
+    while first.len() < 10 {
+        let m = ws.recv().await;
+        if let Some(id) = m["id"].as_str() {
+            first.entry(id.to_owned()).or_insert(m);
+        }
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for (i, m) in first {
+        match m["type"].as_str() {
+            Some("next") if m["payload"]["errors"].is_null() => ok += 1,
+            Some("error") => {
+                assert_eq!(m["payload"][0]["extensions"]["code"], "rate_limited", "{m}");
+                assert!(m["payload"][0]["extensions"]["retryAfter"].as_u64() >= Some(1), "{m}");
+                limited += 1;
+            }
+            _ => panic!("{i}: {m}"),
+        }
+    }
+    assert_eq!((ok, limited), (3, 7));
+}

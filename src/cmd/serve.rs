@@ -89,6 +89,10 @@ pub struct Args {
     /// Refresh token lifetime [default: 168h].
     #[arg(long, env = "BERTH_REFRESH_TOKEN_TTL", value_name = "DURATION")]
     pub refresh_token_ttl: Option<String>,
+    /// Absolute lifetime of a login session: after it, refresh fails and the user logs in
+    /// again [default: 168h].
+    #[arg(long, env = "BERTH_SESSION_MAX_AGE", value_name = "DURATION")]
+    pub session_max_age: Option<String>,
     /// Requests per second each session or API token regains once its burst is spent; more
     /// answer 429 with Retry-After [default: 50].
     #[arg(long, env = "BERTH_TOKEN_RATE_LIMIT", value_name = "PER_SECOND")]
@@ -139,6 +143,8 @@ pub struct FileConfig {
     pub access_token_ttl: Option<String>,
     /// See `--refresh-token-ttl`.
     pub refresh_token_ttl: Option<String>,
+    /// See `--session-max-age`.
+    pub session_max_age: Option<String>,
     /// See `--token-rate-limit`.
     pub token_rate_limit: Option<u32>,
     /// See `--token-rate-burst`.
@@ -243,6 +249,10 @@ impl Settings {
             duration("refresh token lifetime", args.refresh_token_ttl.or(file.refresh_token_ttl))?
         {
             api.refresh_token_ttl = d;
+        }
+        if let Some(d) = duration("session max age", args.session_max_age.or(file.session_max_age))?
+        {
+            api.session_max_age = d;
         }
         if let Some(b) = bytes("body limit", args.body_limit.or(file.body_limit))? {
             api.body_limit = usize::try_from(b).unwrap_or(usize::MAX);

@@ -78,10 +78,14 @@ pub enum UserCommand {
         /// The user name.
         username: String,
     },
-    /// Set a user's password, read from stdin (one line).
+    /// Set a user's password, read from stdin (one line). The user's login sessions end; their
+    /// API tokens keep working unless `--revoke-tokens` is given.
     Passwd {
         /// The user name.
         username: String,
+        /// Also revoke every API token of the user (for a compromised account).
+        #[arg(long)]
+        revoke_tokens: bool,
     },
 }
 
@@ -167,16 +171,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ))?;
             println!("user/{username} enabled");
         }
-        UserCommand::Passwd { username } => {
+        UserCommand::Passwd { username, revoke_tokens } => {
             let password = password_from_stdin()?;
-            let body = json!({"password": password});
+            let body = json!({"password": password, "revokeTokens": revoke_tokens});
             rt.block_on(client.send(
                 Method::PUT,
                 &format!("{}/password", path(&username)),
                 &[],
                 Body::Json(body),
             ))?;
-            println!("user/{username} password set");
+            if revoke_tokens {
+                println!("user/{username} password set; API tokens revoked");
+            } else {
+                println!("user/{username} password set");
+            }
         }
     }
     Ok(ExitCode::from(EXIT_OK))

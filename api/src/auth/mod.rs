@@ -172,15 +172,15 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
 /// session and process, so a session revoked before a restart stays revoked after it. A live
 /// session is cached (bounded), so the store is read on the first request of each session only.
 async fn session_revoked(state: &AppState, sid: &str, username: &str) -> Result<bool, ApiError> {
-    if state.session_revoked_here(sid) {
+    if state.sessions().revoked_here(sid) {
         return Ok(true);
     }
-    if state.session_known_live(sid) {
+    if state.sessions().known_live(sid) {
         return Ok(false);
     }
     match state.accounts().get_refresh_family(sid).await? {
         Some(f) if f.revoked.is_none() && f.username == username => {
-            state.note_live_session(username, sid);
+            state.sessions().note_live(username, sid);
             Ok(false)
         }
         _ => Ok(true),

@@ -53,6 +53,10 @@ pub struct GraphqlConfig {
     pub connection_init_timeout: Duration,
     /// How often the server pings an idle websocket (15 s).
     pub keepalive_interval: Duration,
+    /// How often an open websocket re-checks its credential (token revoked or expired, user
+    /// disabled or deleted, role lowered) even when no account change was announced (60 s):
+    /// the backstop for changes made by another process on the same store.
+    pub credential_recheck_interval: Duration,
     /// Concurrent subscriptions one user may hold across connections (100).
     pub max_subscriptions_per_user: usize,
     /// Items buffered per subscriber of a shared log stream before it is told it dropped some
@@ -73,6 +77,7 @@ impl Default for GraphqlConfig {
             query_timeout: Duration::from_secs(30),
             connection_init_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(15),
+            credential_recheck_interval: Duration::from_secs(60),
             max_subscriptions_per_user: 100,
             log_buffer: 1024,
             stats_buffer: 16,

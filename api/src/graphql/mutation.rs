@@ -3,9 +3,12 @@
 //!
 //! Apply, delete and restart call the service layer ([`crate::service::resources`]), as REST
 //! does, so validation, admin-only fields and audit are the same on both faces.
+//!
+//! Users, passwords and tokens are thin callers of [`crate::service::accounts`], as the REST
+//! handlers are, so validation, last-admin protection, session ends and audit are the same on
+//! both faces.
 
 use async_graphql::{Context, Json, Object};
-use axum::extract::State;
 use base64::Engine as _;
 use berth_schemas::ResourceKey;
 use bytes::Bytes;
@@ -16,9 +19,9 @@ use super::exec::Input;
 use super::policy::{Root, RootPolicy, principal};
 use super::query::{docker, parse_kind, state};
 use super::types::Resource;
-use crate::extract::{ApiJson, ApiPath};
 use crate::policy::Role;
-use crate::routes;
+use crate::routes::auth::ClientAddr;
+use crate::service::accounts;
 use crate::service::resources::{self as service, ApplyQuery, ApplyRequest, Caller, DeleteParams};
 
 /// The annotation `restartContainer` bumps; a change of it makes the controller replace the
@@ -95,14 +98,15 @@ impl Mutation {
         password: String,
         #[graphql(desc = "admin, operator or viewer")] role: String,
     ) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?.clone();
-        let req = routes::users::CreateUser { username, password, role: parse_role(&role)? };
-        let (_, axum::Json(u)) =
-            routes::users::create(State(state(ctx)?.clone()), p, ApiJson(req)).await.gql()?;
+        let role = parse_role(&role)?;
+        let u = accounts::create_user(state(ctx)?, principal(ctx)?, username, password, role)
+            .await
+            .gql()?;
         to_json(&u)
     }
 
-    /// Changes a user's role or disables them (admin).
+    /// Changes a user's role or disables them (admin). Their open websockets re-check at
+    /// once: a disabled user's close, and so do those whose role was lowered.
     async fn update_user(
         &self,
         ctx: &Context<'_>,
@@ -110,40 +114,48 @@ impl Mutation {
         role: Option<String>,
         disabled: Option<bool>,
     ) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?.clone();
         let role = role.as_deref().map(parse_role).transpose()?;
-        let req = routes::users::PatchUser { role, disabled };
-        let axum::Json(u) =
-            routes::users::update(State(state(ctx)?.clone()), p, ApiPath(username), ApiJson(req))
-                .await
-                .gql()?;
+        let patch = accounts::UserPatch { role, disabled };
+        let u =
+            accounts::update_user(state(ctx)?, principal(ctx)?, &username, patch).await.gql()?;
         to_json(&u)
     }
 
-    /// Sets a user's password (admin); their sessions end.
+    /// Sets a user's password (admin); their sessions end. With `revokeTokens: true` their
+    /// API tokens are revoked too (default false, as `PUT /api/v1/users/{u}/password`).
     async fn set_user_password(
         &self,
         ctx: &Context<'_>,
         username: String,
         password: String,
+        #[graphql(default, desc = "also revoke the user's API tokens")] revoke_tokens: bool,
     ) -> GqlResult<bool> {
-        let p = principal(ctx)?.clone();
-        let req = routes::users::SetPassword { password };
-        routes::users::reset_password(
-            State(state(ctx)?.clone()),
-            p,
-            ApiPath(username),
-            ApiJson(req),
-        )
-        .await
-        .gql()?;
+        accounts::reset_password(state(ctx)?, principal(ctx)?, &username, password, revoke_tokens)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Changes the caller's own password, given the current one, as `PUT
+    /// /api/v1/me/password`: limited like login, refused for API tokens; every session of the
+    /// caller ends (this one too).
+    async fn change_own_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> GqlResult<bool> {
+        let p = principal(ctx)?;
+        let addr = ctx.data_opt::<ClientAddr>().and_then(|a| a.0);
+        accounts::change_own_password(state(ctx)?, p, addr, current_password, new_password)
+            .await
+            .gql()?;
         Ok(true)
     }
 
     /// Deletes a user (admin); the last admin cannot be deleted.
     async fn delete_user(&self, ctx: &Context<'_>, username: String) -> GqlResult<bool> {
-        let p = principal(ctx)?.clone();
-        routes::users::remove(State(state(ctx)?.clone()), p, ApiPath(username)).await.gql()?;
+        accounts::delete_user(state(ctx)?, principal(ctx)?, &username).await.gql()?;
         Ok(true)
     }
 
@@ -156,19 +168,17 @@ impl Mutation {
         role: Option<String>,
         expires_in_days: Option<u32>,
     ) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?.clone();
         let role = role.as_deref().map(parse_role).transpose()?;
-        let req = routes::tokens::CreateToken { name, role, expires_in_days };
-        let (_, axum::Json(t)) =
-            routes::tokens::create(State(state(ctx)?.clone()), p, ApiJson(req)).await.gql()?;
+        let t =
+            accounts::create_api_token(state(ctx)?, principal(ctx)?, &name, role, expires_in_days)
+                .await
+                .gql()?;
         to_json(&t)
     }
 
-    /// Revokes an API token (one's own, or anyone's for an admin).
+    /// Revokes an API token (one's own, or anyone's for an admin); websockets using it close.
     async fn revoke_api_token(&self, ctx: &Context<'_>, id: String) -> GqlResult<Json<Value>> {
-        let p = principal(ctx)?.clone();
-        let axum::Json(t) =
-            routes::tokens::revoke(State(state(ctx)?.clone()), p, ApiPath(id)).await.gql()?;
+        let t = accounts::revoke_api_token(state(ctx)?, principal(ctx)?, &id).await.gql()?;
         to_json(&t)
     }
 

@@ -62,6 +62,7 @@ pub static FIELD_POLICY: &[(Root, &str, Action)] = &[
     (Root::Mutation, "deleteUser", Action::ManageUsers),
     (Root::Mutation, "createApiToken", Action::ManageOwnTokens),
     (Root::Mutation, "revokeApiToken", Action::ManageOwnTokens),
+    (Root::Mutation, "changeOwnPassword", Action::ReadSelf),
     (Root::Mutation, "execInput", Action::Exec),
     (Root::Mutation, "execResize", Action::Exec),
     (Root::Mutation, "systemPrune", Action::SystemPrune),

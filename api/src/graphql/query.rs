@@ -22,6 +22,7 @@ use super::types::{
 };
 use crate::extract::ApiQuery;
 use crate::routes;
+use crate::service::accounts;
 use crate::service::sync::SyncStatus;
 use crate::service::system::{self, DiskUsageReport, SystemInfo, SystemVersion};
 use crate::state::AppState;
@@ -100,8 +101,7 @@ where
 impl Query {
     /// The caller: username, role, effective role, how they authenticated.
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<Me> {
-        let p = principal(ctx)?.clone();
-        let axum::Json(me) = routes::users::me(State(state(ctx)?.clone()), p).await.gql()?;
+        let me = accounts::me(state(ctx)?, principal(ctx)?).await.gql()?;
         Ok(me.into())
     }
 
@@ -187,7 +187,7 @@ impl Query {
 
     /// Every user (admin).
     async fn users(&self, ctx: &Context<'_>) -> GqlResult<Vec<User>> {
-        let axum::Json(users) = routes::users::list(State(state(ctx)?.clone())).await.gql()?;
+        let users = accounts::list_users(state(ctx)?, principal(ctx)?).await.gql()?;
         Ok(users.into_iter().map(User::from).collect())
     }
 
@@ -198,10 +198,8 @@ impl Query {
         #[graphql(default)] all: bool,
         owner: Option<String>,
     ) -> GqlResult<Vec<ApiToken>> {
-        let p = principal(ctx)?.clone();
-        let q = routes::tokens::ListTokens { all, owner };
-        let axum::Json(t) =
-            routes::tokens::list(State(state(ctx)?.clone()), p, ApiQuery(q)).await.gql()?;
+        let scope = accounts::TokenScope { all, owner };
+        let t = accounts::list_api_tokens(state(ctx)?, principal(ctx)?, scope).await.gql()?;
         Ok(t.into_iter().map(ApiToken::from).collect())
     }
 

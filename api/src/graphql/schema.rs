@@ -218,8 +218,12 @@ mod tests {
     fn a_viewer_may_neither_mutate_nor_exec() {
         for (root, f, action) in FIELD_POLICY {
             let allowed = crate::policy::authorize(crate::policy::Role::Viewer, *action).is_ok();
-            let own_tokens = *action == crate::policy::Action::ManageOwnTokens;
-            if (*root == Root::Mutation && !own_tokens) || f.starts_with("exec") {
+            // A viewer manages their own account: API tokens and password.
+            let own_account = matches!(
+                *action,
+                crate::policy::Action::ManageOwnTokens | crate::policy::Action::ReadSelf
+            );
+            if (*root == Root::Mutation && !own_account) || f.starts_with("exec") {
                 assert!(!allowed, "a viewer may call {}.{f}", root.type_name());
             }
         }

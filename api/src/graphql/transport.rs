@@ -9,6 +9,16 @@
 //! not connect (disabled user) with 4403. The server pings every
 //! [`keepalive_interval`](super::GraphqlConfig::keepalive_interval) and closes with 4401 when
 //! the token expires.
+//!
+//! A connection keeps no authority its credential has lost: on every account change of its
+//! user published by [`crate::service::accounts`] (token revoked, user disabled or deleted,
+//! role changed, password changed or reset, session ended), and every
+//! [`credential_recheck_interval`](super::GraphqlConfig::credential_recheck_interval) as a
+//! backstop, it authenticates its token again and closes with 4401 (credential no longer
+//! valid), 4403 (account disabled, or role lowered: reconnect to carry on with the new role;
+//! every subscription of the connection ends). Every `subscribe` (operation) takes a token from
+//! the caller's per-session / per-token rate limiter, as an HTTP request does; a refused one
+//! gets an `error` message with code `rate_limited` and `retryAfter` seconds.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,6 +39,7 @@ use super::schema::BerthSchema;
 use crate::auth::{self, API_TOKEN_PREFIX, Principal};
 use crate::error::ApiError;
 use crate::extract::ApiBytes;
+use crate::routes::auth::ClientAddr;
 use crate::state::AppState;
 
 /// Close code: no or bad credentials in `connection_init`, or the token expired.
@@ -37,6 +48,10 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// Close code: no `connection_init` in time.
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+
+/// Rate-limit refusals waiting to be written to one websocket; beyond this a refused
+/// operation is still refused, but without a message.
+const REFUSALS_QUEUED: usize = 64;
 
 /// Messages written to one websocket before a flush, at most: the ones already ready are
 /// written together (one flush, fewer syscalls), and this bounds what one flush holds.
@@ -119,6 +134,7 @@ pub async fn graphql_ws(
     State(state): State<AppState>,
     Extension(schema): Extension<BerthSchema>,
     headers: HeaderMap,
+    addr: ClientAddr,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -145,7 +161,7 @@ pub async fn graphql_ws(
         .max_message_size(limit)
         .max_frame_size(limit)
         .protocols([protocol.sec_websocket_protocol()])
-        .on_upgrade(move |socket| serve_socket(socket, state, schema, protocol))
+        .on_upgrade(move |socket| serve_socket(socket, state, schema, protocol, addr))
 }
 
 /// What `connection_init` decided, for the connection loop.
@@ -153,6 +169,21 @@ pub async fn graphql_ws(
 struct InitOutcome {
     refused: Option<(u16, String)>,
     expires: Option<DateTime<Utc>>,
+    /// The accepted credential: re-checked on account changes.
+    accepted: Option<Accepted>,
+}
+
+/// The credential a connection was accepted with.
+#[derive(Clone)]
+struct Accepted {
+    token: String,
+    principal: Principal,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted").field("principal", &self.principal).finish_non_exhaustive()
+    }
 }
 
 fn token_from_payload(payload: &Value) -> Option<String> {
@@ -203,6 +234,7 @@ async fn credential_facts(state: &AppState, token: &str) -> (Option<DateTime<Utc
 async fn connection_init(
     state: AppState,
     outcome: Arc<Mutex<InitOutcome>>,
+    addr: ClientAddr,
     payload: Value,
 ) -> async_graphql::Result<Data> {
     let refuse = |code: u16, message: &str| {
@@ -219,10 +251,79 @@ async fn connection_init(
         Err(_) if disabled => return Err(refuse(CLOSE_FORBIDDEN, "Forbidden: account disabled")),
         Err(_) => return Err(refuse(CLOSE_UNAUTHORIZED, "Unauthorized")),
     };
-    outcome.lock().unwrap_or_else(PoisonError::into_inner).expires = expires;
+    {
+        let mut o = outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        o.expires = expires;
+        o.accepted = Some(Accepted { token, principal: principal.clone() });
+    }
     let mut data = Data::default();
     data.insert(principal);
+    data.insert(addr);
     Ok(data)
+}
+
+/// Authenticates the connection's credential again after an account change: `None` to carry
+/// on, or the close frame that ends the connection.
+async fn recheck(state: &AppState, accepted: &Accepted) -> Option<Message> {
+    match auth::authenticate_token(state, &accepted.token).await {
+        Ok(now) if now.role >= accepted.principal.role => None,
+        Ok(now) => {
+            tracing::info!(user = %now.username, role = %now.role, "websocket closed: role lowered");
+            Some(close(
+                CLOSE_FORBIDDEN,
+                &format!("Forbidden: role lowered to {}; reconnect", now.role),
+            ))
+        }
+        Err(ApiError::Unauthenticated) => {
+            let (_, disabled) = credential_facts(state, &accepted.token).await;
+            tracing::info!(user = %accepted.principal.username, disabled, "websocket closed: credential no longer valid");
+            Some(if disabled {
+                close(CLOSE_FORBIDDEN, "Forbidden: account disabled")
+            } else {
+                close(CLOSE_UNAUTHORIZED, "Unauthorized: credential revoked")
+            })
+        }
+        Err(e) => {
+            // The store failed: keep the connection, the next change or tick tries again.
+            tracing::warn!(error = %crate::error::ErrorChain(&e), "cannot re-check a websocket's credential");
+            None
+        }
+    }
+}
+
+/// The `type` and `id` of a client message, read without its payload.
+#[derive(serde::Deserialize)]
+struct MessageHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The id of an operation a client message starts (`subscribe`, or `start` in the older
+/// protocol), if it is one.
+fn started_operation(bytes: &[u8]) -> Option<String> {
+    let head: MessageHead<'_> = serde_json::from_slice(bytes).ok()?;
+    matches!(head.kind.as_ref(), "subscribe" | "start")
+        .then(|| head.id.unwrap_or_default().into_owned())
+}
+
+/// The `error` message refusing operation `id` because its rate limit is spent.
+fn rate_limited_message(
+    protocol: WebSocketProtocols,
+    id: &str,
+    retry_after: std::time::Duration,
+) -> String {
+    let secs = retry_after.as_secs().max(1);
+    let error = json!({
+        "message": format!("rate limited: retry in {secs} s"),
+        "extensions": { "code": "rate_limited", "retryAfter": secs },
+    });
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => json!([error]),
+        WebSocketProtocols::SubscriptionsTransportWS => error,
+    };
+    json!({ "id": id, "type": "error", "payload": payload }).to_string()
 }
 
 fn keepalive_message(protocol: WebSocketProtocols) -> String {
@@ -241,7 +342,14 @@ async fn serve_socket(
     state: AppState,
     schema: BerthSchema,
     protocol: WebSocketProtocols,
+    addr: ClientAddr,
 ) {
+    // Listen before authenticating, so that no change after the check is missed.
+    let mut changes = state.sessions().subscribe();
+    let outcome: Arc<Mutex<InitOutcome>> = Arc::default();
+    let (refusals, mut refused) = tokio::sync::mpsc::channel::<String>(REFUSALS_QUEUED);
+    let limit_state = state.clone();
+    let limit_outcome = Arc::clone(&outcome);
     let (mut sink, incoming) = socket.split();
     let incoming = incoming
         .take_while(|m| {
@@ -253,14 +361,33 @@ async fn serve_socket(
                 Ok(Message::Binary(b)) => Some(b.to_vec()),
                 _ => None,
             })
+        })
+        .filter(move |bytes| {
+            // Every operation started over the socket counts against the caller's per-token
+            // limit, as an HTTP request does.
+            let key = limit_outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .accepted
+                .as_ref()
+                .map(|a| a.principal.rate_key());
+            let pass = match (key, started_operation(bytes)) {
+                (Some(key), Some(id)) => match limit_state.per_token().check(&key) {
+                    Ok(()) => true,
+                    Err(retry_after) => {
+                        let _ = refusals.try_send(rate_limited_message(protocol, &id, retry_after));
+                        false
+                    }
+                },
+                _ => true,
+            };
+            futures::future::ready(pass)
         });
-    let outcome: Arc<Mutex<InitOutcome>> = Arc::default();
     let init_state = state.clone();
     let init_outcome = Arc::clone(&outcome);
-    let mut gql = Box::pin(
-        GqlWebSocket::new(schema, incoming, protocol)
-            .on_connection_init(move |payload| connection_init(init_state, init_outcome, payload)),
-    );
+    let mut gql = Box::pin(GqlWebSocket::new(schema, incoming, protocol).on_connection_init(
+        move |payload| connection_init(init_state, init_outcome, addr, payload),
+    ));
     let cfg = state.config().graphql.clone();
     let shutdown = state.shutdown_token().clone();
     let init_deadline = tokio::time::sleep(cfg.connection_init_timeout);
@@ -270,8 +397,61 @@ async fn serve_socket(
     let mut keepalive = tokio::time::interval(cfg.keepalive_interval);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     keepalive.reset();
+    let mut recheck_timer = tokio::time::interval(cfg.credential_recheck_interval);
+    recheck_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck_timer.reset();
+    let mut changes_open = true;
     let final_message = loop {
         tokio::select! {
+            // In this order: an account change announced before a client message arrived is
+            // acted on before that message runs; the connection's own traffic comes last, so
+            // that it cannot starve the timers.
+            biased;
+            change = changes.recv(), if acked && changes_open => {
+                let accepted = outcome.lock().unwrap_or_else(PoisonError::into_inner).accepted.clone();
+                let concerned = match change {
+                    Ok(c) => accepted.as_ref().is_some_and(|a| c.concerns(&a.principal)),
+                    // Changes were missed: check.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        changes_open = false;
+                        false
+                    }
+                };
+                if concerned
+                    && let Some(a) = accepted
+                    && let Some(m) = recheck(&state, &a).await
+                {
+                    break Some(m);
+                }
+            }
+            _ = recheck_timer.tick(), if acked => {
+                let accepted = outcome.lock().unwrap_or_else(PoisonError::into_inner).accepted.clone();
+                if let Some(a) = accepted
+                    && let Some(m) = recheck(&state, &a).await
+                {
+                    break Some(m);
+                }
+            }
+            () = &mut init_deadline, if !acked => {
+                break Some(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"));
+            }
+            () = async { if let Some(e) = expiry.as_mut() { e.await } else { std::future::pending().await } } => {
+                break Some(close(CLOSE_UNAUTHORIZED, "Unauthorized: token expired"));
+            }
+            Some(m) = refused.recv() => {
+                if sink.send(Message::Text(m.into())).await.is_err() {
+                    break None;
+                }
+            }
+            _ = keepalive.tick(), if acked => {
+                if sink.send(Message::Text(keepalive_message(protocol).into())).await.is_err() {
+                    break None;
+                }
+            }
+            () = shutdown.cancelled() => {
+                break Some(close(1001, "server shutting down"));
+            }
             msg = gql.next() => {
                 // Everything already ready for this connection is fed, then flushed once (at
                 // most `WRITE_BATCH` messages, in order); a close or the end comes after them.
@@ -321,20 +501,6 @@ async fn serve_socket(
                 if let Some(last) = end {
                     break last;
                 }
-            }
-            () = &mut init_deadline, if !acked => {
-                break Some(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"));
-            }
-            () = async { if let Some(e) = expiry.as_mut() { e.await } else { std::future::pending().await } } => {
-                break Some(close(CLOSE_UNAUTHORIZED, "Unauthorized: token expired"));
-            }
-            _ = keepalive.tick(), if acked => {
-                if sink.send(Message::Text(keepalive_message(protocol).into())).await.is_err() {
-                    break None;
-                }
-            }
-            () = shutdown.cancelled() => {
-                break Some(close(1001, "server shutting down"));
             }
         }
     };

@@ -9,12 +9,13 @@ use berth_controller::store::{
     Actor, AuditEntry, AuditOutcome, RefreshRotation, Source, WriteContext, token_hash,
     verify_password,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Credential, Principal, REFRESH_TOKEN_PREFIX, new_secret};
+use crate::auth::{Principal, REFRESH_TOKEN_PREFIX, new_secret};
 use crate::error::{ApiError, ErrorChain};
 use crate::extract::{ApiBytes, ApiJson};
+use crate::service::accounts;
 use crate::state::AppState;
 
 /// The client's address, when the server was started with connection info.
@@ -92,7 +93,7 @@ fn issue_pair(
     sid: &str,
     refresh: String,
 ) -> Result<TokenPair, ApiError> {
-    state.note_live_session(username, sid);
+    state.sessions().note_live(username, sid);
     let ttl = state.config().access_token_ttl;
     let (access, _) = state.keys().issue(username, role, sid, ttl).map_err(ApiError::internal)?;
     Ok(TokenPair {
@@ -103,44 +104,71 @@ fn issue_pair(
     })
 }
 
-fn refresh_expiry(state: &AppState) -> chrono::DateTime<Utc> {
-    let ttl = chrono::Duration::from_std(state.config().refresh_token_ttl)
-        .unwrap_or(chrono::Duration::days(7));
-    Utc::now() + ttl
+/// When a refresh token issued now expires: after the refresh lifetime, and never after the
+/// session's absolute end (`session_started` + [`ServeConfig::session_max_age`]).
+///
+/// [`ServeConfig::session_max_age`]: crate::ServeConfig::session_max_age
+fn refresh_expiry(state: &AppState, session_started: DateTime<Utc>) -> DateTime<Utc> {
+    let cfg = state.config();
+    let ttl =
+        chrono::Duration::from_std(cfg.refresh_token_ttl).unwrap_or(chrono::Duration::days(7));
+    let max = chrono::Duration::from_std(cfg.session_max_age).unwrap_or(chrono::Duration::days(7));
+    (Utc::now() + ttl).min(session_started + max)
 }
 
 fn check_address(state: &AppState, addr: ClientAddr) -> Result<(), ApiError> {
     if let Some(ip) = addr.0 {
         state
-            .login_per_address()
+            .limiters()
+            .password_per_address
             .check(&ip)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
     Ok(())
 }
 
+/// Counts a login refused by a limiter: a metric always, and one summary audit event per
+/// [`REFUSED_LOGIN_AUDIT_EVERY`](crate::state::REFUSED_LOGIN_AUDIT_EVERY) (not one per
+/// attempt: they cost the attacker nothing).
+async fn note_rate_limited(state: &AppState) {
+    state.metrics().inc_counter(
+        "berth_login_rate_limited_total",
+        "Login attempts refused by a rate limiter.",
+        &[],
+        1.0,
+    );
+    if let Some(n) = state.limiters().note_refused_login() {
+        let anon = WriteContext::new(Actor::Anonymous, Source::Rest);
+        let entry = AuditEntry::new(anon, "login.rate_limited", AuditOutcome::Denied).message(
+            format!("{n} login attempt(s) refused by a rate limiter since the last such event"),
+        );
+        audit(state, entry).await;
+    }
+}
+
 /// `POST /api/v1/auth/login`: password login; answers an access and a refresh token.
-#[tracing::instrument(skip_all, fields(user = %req.username))]
+///
+/// A user name longer than [`MAX_USERNAME_BYTES`](accounts::MAX_USERNAME_BYTES) is refused
+/// with 400 before any hashing or audit; failed logins are audited with a short, sanitized
+/// prefix of the name; attempts refused by a limiter are counted, not audited one by one.
+#[tracing::instrument(skip_all, fields(user = tracing::field::Empty))]
 pub async fn login(
     State(state): State<AppState>,
     addr: ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    accounts::check_login_username(&req.username)?;
+    let shown = accounts::loggable_username(&req.username);
+    tracing::Span::current().record("user", shown.as_str());
     let anon = WriteContext::new(Actor::Anonymous, Source::Rest);
     let failed = |why: &str| {
         AuditEntry::new(anon.clone(), "login", AuditOutcome::Failure)
-            .target("User", None, req.username.clone())
+            .target("User", None, shown.clone())
             .message(why.to_owned())
     };
-    let limited = check_address(&state, addr).and_then(|()| {
-        state
-            .login_per_user()
-            .check(&req.username.to_lowercase())
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })
-    });
-    if let Err(e) = limited {
-        audit(&state, failed("rate limited")).await;
-        return Err(e);
+    if let Err(retry_after) = state.limiters().check_password(&req.username, addr.0) {
+        note_rate_limited(&state).await;
+        return Err(ApiError::RateLimited { retry_after });
     }
     let user = state.accounts().get_user(&req.username).await?;
     let hash = match &user {
@@ -174,7 +202,7 @@ pub async fn login(
             &ctx,
             &user.username,
             &token_hash(&refresh),
-            refresh_expiry(&state),
+            refresh_expiry(&state, Utc::now()),
             None,
         )
         .await?;
@@ -182,7 +210,9 @@ pub async fn login(
 }
 
 /// `POST /api/v1/auth/refresh`: exchanges a refresh token for a new pair. A token presented a
-/// second time revokes its whole family (and the access tokens issued from it).
+/// second time revokes its whole family (and the access tokens issued from it). A session
+/// older than [`ServeConfig::session_max_age`](crate::ServeConfig::session_max_age) cannot be
+/// refreshed (401): the user logs in again.
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -198,16 +228,24 @@ pub async fn refresh(
             &anon,
             &token_hash(&req.refresh_token),
             &token_hash(&new_refresh),
-            refresh_expiry(&state),
+            // A session past its absolute end is refused below, whatever this says.
+            refresh_expiry(&state, Utc::now()),
         )
         .await?;
     match rotation {
         RefreshRotation::Rotated(rt) => {
+            let started = state
+                .accounts()
+                .get_refresh_family(&rt.family_id)
+                .await?
+                .map_or(rt.issued, |f| f.created);
+            let max_age = chrono::Duration::from_std(state.config().session_max_age)
+                .unwrap_or(chrono::Duration::days(7));
             let user = match state.accounts().get_user(&rt.username).await? {
-                Some(u) if !u.disabled => u,
+                Some(u) if !u.disabled && Utc::now() < started + max_age => u,
                 _ => {
-                    state.revoke_session(&rt.family_id);
                     state.accounts().revoke_refresh_family(&anon, &rt.token_hash).await?;
+                    accounts::session_ended(&state, &rt.username, &rt.family_id);
                     return Err(ApiError::Unauthenticated);
                 }
             };
@@ -215,7 +253,7 @@ pub async fn refresh(
         }
         RefreshRotation::ReuseDetected { family_id, username } => {
             tracing::warn!(user = %username, family = %family_id, "refresh token reuse; session revoked");
-            state.revoke_session(&family_id);
+            accounts::session_ended(&state, &username, &family_id);
             Err(ApiError::Unauthenticated)
         }
         RefreshRotation::Revoked | RefreshRotation::Expired | RefreshRotation::Unknown => {
@@ -226,7 +264,7 @@ pub async fn refresh(
 
 /// `POST /api/v1/auth/logout`: revokes the caller's session (refresh family); the access token
 /// and every refresh token of the session stop working. An optional `{refreshToken}` body names
-/// the family explicitly (it must be the caller's).
+/// the family explicitly.
 #[tracing::instrument(skip_all, fields(user = %principal.username))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -241,19 +279,6 @@ pub async fn logout(
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?,
         )
     };
-    let ctx = principal.ctx();
-    if let Credential::Session { sid, .. } = &principal.credential {
-        state.revoke_session(sid);
-        // In the store too, so the session stays ended after a restart (and its refresh
-        // tokens stop working even when the client does not send one).
-        state.accounts().revoke_refresh_family_by_id(&ctx, sid).await?;
-    }
-    if let Some(req) = body {
-        // Holding a refresh token is all the authority needed to end its session.
-        let hash = token_hash(&req.refresh_token);
-        if let Some(family) = state.accounts().revoke_refresh_family(&ctx, &hash).await? {
-            state.revoke_session(&family.id);
-        }
-    }
+    accounts::logout(&state, &principal, body.as_ref().map(|b| b.refresh_token.as_str())).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

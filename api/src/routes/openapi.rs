@@ -29,7 +29,7 @@ fn schemas() -> Value {
         "Status": { "type": "object", "required": ["status"], "properties": { "status": string } },
         "LoginRequest": {
             "type": "object", "required": ["username", "password"],
-            "properties": { "username": string, "password": string }
+            "properties": { "username": { "type": "string", "maxLength": 256 }, "password": string }
         },
         "RefreshRequest": {
             "type": "object", "required": ["refreshToken"], "properties": { "refreshToken": string }
@@ -65,7 +65,10 @@ fn schemas() -> Value {
         "PatchUser": {
             "type": "object", "properties": { "role": role, "disabled": { "type": "boolean" } }
         },
-        "SetPassword": { "type": "object", "required": ["password"], "properties": { "password": string } },
+        "SetPassword": {
+            "type": "object", "required": ["password"],
+            "properties": { "password": string, "revokeTokens": { "type": "boolean", "default": false } }
+        },
         "ChangeOwnPassword": {
             "type": "object", "required": ["currentPassword", "newPassword"],
             "properties": { "currentPassword": string, "newPassword": string }

@@ -1217,13 +1217,16 @@ async fn exec_is_audited_at_start_and_end_without_its_input_or_output() {
 /// message (nothing else was asked on the socket) or when no close comes within [`LIMIT`]
 /// (well under the 60 s credential-recheck backstop, so the account change itself closed it).
 async fn closed_after_account_change(ws: &mut Ws) -> (u16, String) {
-    loop {
-        match ws.frame().await {
-            Frame::Close(code, reason) => return (code, reason),
-            Frame::Text(m) if m["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
-            Frame::Text(m) => panic!("unexpected message before the close: {m}"),
+    let wait = async {
+        loop {
+            match ws.frame().await {
+                Frame::Close(code, reason) => return (code, reason),
+                Frame::Text(m) if m["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
+                Frame::Text(m) => panic!("unexpected message before the close: {m}"),
+            }
         }
-    }
+    };
+    within("the server to close the socket after the account change", wait).await
 }
 
 #[tokio::test]

@@ -365,3 +365,64 @@ async fn the_event_stream_sees_a_container_start_and_replays_from_since() {
     })
     .await;
 }
+
+/// `docker volume rm` through the CLI on drop (the driver never removes volumes).
+struct VolumeCleanup(Vec<String>);
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        for v in &self.0 {
+            let _ = std::process::Command::new("docker").args(["volume", "rm", "-f", v]).output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_network_mode_listed_as_a_network_never_makes_a_host_mode_container() {
+    // Issue 11, hole 1: the first listed network became the network mode, so `networks:
+    // [host]` gave host networking. The spec is built directly, as if validation were bypassed.
+    let env = TestEnv::load();
+    let driver = env.driver().await;
+    for mode in ["host", "none", "bridge", "default"] {
+        let name = unique_name(&format!("netmode-{mode}"));
+        let mut cleanup = Cleanup::new(&driver);
+        cleanup.container(name.clone());
+        let mut spec = sleeper(&env, &name, &[]);
+        spec.networks = vec![mode.to_owned()];
+        let created = within(30, "create", driver.create_container(&spec)).await;
+        assert!(
+            matches!(created, Err(DriverError::Rejected { .. })),
+            "networks: [{mode}] must be refused, got {created:?}"
+        );
+        let made = within(30, "inspect", driver.inspect_container(&name)).await.expect("inspect");
+        assert!(made.is_none(), "no container is made for networks: [{mode}]");
+    }
+}
+
+#[tokio::test]
+async fn a_volume_is_created_with_labels_and_inspected_with_its_options() {
+    let env = TestEnv::load();
+    let driver = env.driver().await;
+    let (made, bound) = (unique_name("vol"), unique_name("vol-bind"));
+    let _cleanup = VolumeCleanup(vec![made.clone(), bound.clone()]);
+    assert_eq!(within(30, "inspect", driver.inspect_volume(&made)).await.expect("inspect"), None);
+
+    let labels = HashMap::from([(TEST_LABEL.to_owned(), made.clone())]);
+    let v = within(30, "create", driver.create_volume(&made, &labels)).await.expect("create");
+    assert_eq!((v.name.as_str(), v.driver.as_str()), (made.as_str(), "local"));
+    let seen = within(30, "inspect", driver.inspect_volume(&made)).await.expect("inspect");
+    assert_eq!(seen.map(|v| v.labels), Some(labels));
+
+    let out = std::process::Command::new("docker")
+        .args(["volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device=/etc"])
+        .arg(&bound)
+        .output()
+        .expect("docker volume create runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = within(30, "inspect", driver.inspect_volume(&bound))
+        .await
+        .expect("inspect")
+        .expect("the bind-option volume exists");
+    assert_eq!(seen.options.get("device").map(String::as_str), Some("/etc"));
+    assert!(seen.labels.is_empty());
+}

@@ -236,6 +236,19 @@ pub enum NetworkMode {
     None,
 }
 
+/// The names Docker reads as a network mode, not a network, when they come first in a
+/// container's networks: [`is_network_mode_name`] refuses them in `spec.networks`.
+pub const RESERVED_NETWORK_NAMES: [&str; 4] = ["host", "none", "bridge", "default"];
+
+/// Whether `name` means a network *mode* to Docker rather than a network to join: one of
+/// [`RESERVED_NETWORK_NAMES`] (in any case) or a `container:<id>` / `service:<name>` form (any
+/// name with a `:`). Such a name in `spec.networks` would become the container's network mode
+/// (host networking for `host`) without the `networkMode` rules, so validation refuses it and
+/// the driver never derives a network mode from it.
+pub fn is_network_mode_name(name: &str) -> bool {
+    RESERVED_NETWORK_NAMES.iter().any(|r| name.eq_ignore_ascii_case(r)) || name.contains(':')
+}
+
 /// The container's process-ID namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -321,7 +334,9 @@ pub struct ContainerSpec {
     /// Volumes, host paths and tmpfs mounted into the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
-    /// Docker networks to attach the container to, by name.
+    /// Docker networks to attach the container to, by name. Docker's network modes (`host`,
+    /// `none`, `bridge`, `default`, `container:<id>`, `service:<name>`) are not network names
+    /// here: set them with `networkMode`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     /// `bridge` (Docker's default), `host` (admin-only) or `none`.
@@ -612,6 +627,16 @@ mod tests {
             ..ContainerSpec::default()
         };
         assert!(spec.admin_only_fields().is_empty());
+    }
+
+    #[test]
+    fn docker_network_modes_are_not_network_names() {
+        for mode in ["host", "HOST", "none", "bridge", "default", "container:abc", "service:db"] {
+            assert!(is_network_mode_name(mode), "{mode}");
+        }
+        for name in ["backend", "hostnet", "my-bridge", "default-net"] {
+            assert!(!is_network_mode_name(name), "{name}");
+        }
     }
 
     #[test]

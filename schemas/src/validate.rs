@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use crate::container::{
     ContainerSpec, HealthCheck, MountType, NetworkMode, PortMapping, Resources, RestartPolicyKind,
+    is_network_mode_name,
 };
 use crate::image::ImageSpec;
 use crate::meta::{Kind, ObjectMeta};
@@ -401,7 +402,15 @@ fn check_container_spec(
     let mut nets = HashSet::new();
     for (i, n) in spec.networks.iter().enumerate() {
         let at = path.field("networks").index(i);
-        if !is_volume_name(n) {
+        if is_network_mode_name(n) {
+            errs.push(
+                &at,
+                format_args!(
+                    "{n:?} is a Docker network mode, not a network name; set it with \
+                     networkMode (host, none or bridge) instead"
+                ),
+            );
+        } else if !is_volume_name(n) {
             errs.push(&at, format_args!("{n:?} is not a network name"));
         } else if !nets.insert(n.as_str()) {
             errs.push(&at, format_args!("network {n:?} is listed twice"));
@@ -804,6 +813,22 @@ mod tests {
             paths(&validate_container_spec(&s, "default", "web")),
             ["spec.networks", "spec.ports[0].hostPort"]
         );
+    }
+
+    #[test]
+    fn docker_network_modes_in_networks_are_refused_pointing_at_network_mode() {
+        // Issue 11, hole 1: the first listed network became the network mode, so `[host]`
+        // gave host networking without the admin-only `networkMode: host` rule.
+        for mode in ["host", "none", "bridge", "default", "container:abc", "service:db", "Host"] {
+            let s = ContainerSpec { networks: vec![mode.into()], ..spec() };
+            let errs = validate_container_spec(&s, "default", "web");
+            assert_eq!(paths(&errs), ["spec.networks[0]"], "{mode}");
+            assert!(errs[0].message.contains("networkMode"), "{mode}: {}", errs[0].message);
+        }
+        let s = ContainerSpec { networks: vec!["backend".into(), "host".into()], ..spec() };
+        assert_eq!(paths(&validate_container_spec(&s, "default", "web")), ["spec.networks[1]"]);
+        let ok = ContainerSpec { networks: vec!["backend".into(), "hostile".into()], ..spec() };
+        assert!(validate_container_spec(&ok, "default", "web").is_empty());
     }
 
     #[test]

@@ -15,7 +15,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, EventMessage,
     EventMessageTypeEnum, HealthConfig, HostConfig, ImageInspect, ImageSummary, Mount, MountType,
-    NetworkConnectRequest, NetworkingConfig, PortBinding, PortMap, RestartPolicyNameEnum,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, PortMap, RestartPolicyNameEnum, Volume,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DataUsageOptions, EventsOptions,
@@ -33,8 +34,8 @@ use super::streams::{
 use super::types::{
     BoundPort, BuildCacheUsage, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage,
     DiskUsage, EngineEvent, EngineInfo, EngineVersion, EventKind, Health, ImageUsage, MountKind,
-    ObservedContainer, ObservedImage, Protocol, PullProgress, RegistryCredentials, RestartPolicy,
-    VolumeUsage,
+    ObservedContainer, ObservedImage, ObservedVolume, Protocol, PullProgress, RegistryCredentials,
+    RestartPolicy, VolumeUsage,
 };
 use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
@@ -400,6 +401,7 @@ impl Driver for BollardDriver {
     }
 
     async fn create_container(&self, spec: &ContainerCreate) -> Result<String, DriverError> {
+        refuse_network_modes_as_networks(spec)?;
         let body = create_body(spec);
         let options =
             CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
@@ -441,6 +443,42 @@ impl Driver for BollardDriver {
             }
         }
         Ok(id)
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>, DriverError> {
+        let result = self
+            .call(
+                || format!("volume {name}"),
+                self.request_timeout,
+                self.client()?.inspect_volume(name),
+            )
+            .await;
+        match result {
+            Ok(v) => Ok(Some(observed_volume(v))),
+            Err(DriverError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<ObservedVolume, DriverError> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some("local".to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .call(
+                || format!("volume {name}"),
+                self.request_timeout,
+                self.client()?.create_volume(request),
+            )
+            .await?;
+        Ok(observed_volume(created))
     }
 
     async fn start_container(&self, id: &str) -> Result<(), DriverError> {
@@ -898,6 +936,25 @@ fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+fn observed_volume(v: Volume) -> ObservedVolume {
+    ObservedVolume { name: v.name, driver: v.driver, labels: v.labels, options: v.options }
+}
+
+/// Refuses a Docker network mode listed as a network: the Engine would make the first one the
+/// container's network mode (`host` gives host networking), bypassing the rules on
+/// `networkMode`. Validation refuses them too; this holds even when it was bypassed.
+fn refuse_network_modes_as_networks(spec: &ContainerCreate) -> Result<(), DriverError> {
+    match spec.networks.iter().find(|n| berth_schemas::container::is_network_mode_name(n)) {
+        Some(n) => Err(DriverError::Rejected {
+            message: format!(
+                "{n:?} is a Docker network mode, not a network; berth sets network modes only \
+                 from networkMode"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The create request for a [`ContainerCreate`].
 fn create_body(spec: &ContainerCreate) -> ContainerCreateBody {
     let mut port_bindings: PortMap = HashMap::new();
@@ -962,8 +1019,12 @@ fn create_body(spec: &ContainerCreate) -> ContainerCreateBody {
             start_interval: None,
         }
     });
-    let network_mode = spec.networks.first().cloned().or_else(|| spec.network_mode.clone());
-    let networking_config = spec.networks.first().map(|n| NetworkingConfig {
+    // With networks listed, the first is joined at create time, which the Engine expresses as
+    // the network mode; a name that means a mode to Docker is never taken from the list.
+    let first_network =
+        spec.networks.first().filter(|n| !berth_schemas::container::is_network_mode_name(n));
+    let network_mode = first_network.cloned().or_else(|| spec.network_mode.clone());
+    let networking_config = first_network.map(|n| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(n.clone(), EndpointSettings::default())])),
     });
     let devices = spec
@@ -1235,6 +1296,23 @@ mod tests {
         assert_eq!(health.test, Some(vec!["CMD".to_owned(), "true".to_owned()]));
         assert_eq!(health.interval, Some(2_000_000_000));
         assert_eq!(body.stop_timeout, Some(5));
+    }
+
+    #[test]
+    fn a_network_mode_listed_as_a_network_never_becomes_the_network_mode() {
+        for mode in ["host", "none", "bridge", "default", "container:abc"] {
+            let spec =
+                ContainerCreate { networks: vec![mode.into()], ..ContainerCreate::default() };
+            let hc = create_body(&spec).host_config.unwrap_or_default();
+            assert_eq!(hc.network_mode, None, "{mode}");
+            assert!(
+                matches!(
+                    refuse_network_modes_as_networks(&spec),
+                    Err(DriverError::Rejected { .. })
+                ),
+                "{mode}"
+            );
+        }
     }
 
     #[test]

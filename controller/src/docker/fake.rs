@@ -23,7 +23,7 @@ use super::streams::{ExecSession, ExecSpec, LogOptions};
 use super::types::{
     BoundPort, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage, DiskUsage,
     EngineEvent, EngineInfo, EngineVersion, EventKind, ImageUsage, ObservedContainer,
-    ObservedImage, PullProgress, RegistryCredentials,
+    ObservedImage, ObservedVolume, PullProgress, RegistryCredentials,
 };
 use super::{Driver, EventStream, LogStream, PullStream, StatsStream};
 
@@ -47,6 +47,10 @@ pub enum Op {
     InspectContainer,
     /// [`Driver::create_container`].
     CreateContainer,
+    /// [`Driver::inspect_volume`].
+    InspectVolume,
+    /// [`Driver::create_volume`].
+    CreateVolume,
     /// [`Driver::start_container`].
     StartContainer,
     /// [`Driver::stop_container`].
@@ -73,6 +77,7 @@ impl Op {
         matches!(
             self,
             Op::CreateContainer
+                | Op::CreateVolume
                 | Op::StartContainer
                 | Op::StopContainer
                 | Op::KillContainer
@@ -108,6 +113,7 @@ struct RemoteImage {
 struct State {
     containers: BTreeMap<String, (ObservedContainer, ContainerCreate)>,
     images: BTreeMap<String, ObservedImage>,
+    volumes: BTreeMap<String, ObservedVolume>,
     remote: HashMap<String, RemoteImage>,
     registry_auth: HashMap<String, (String, String)>,
     unreachable: bool,
@@ -187,6 +193,17 @@ impl FakeDriver {
             },
         );
         id
+    }
+
+    /// Adds a volume directly, as if someone ran `docker volume create` (with `options` such as
+    /// `type=none,o=bind,device=/etc`).
+    pub fn insert_volume(&self, volume: ObservedVolume) {
+        self.lock().volumes.insert(volume.name.clone(), volume);
+    }
+
+    /// The volumes the fake holds.
+    pub fn volumes(&self) -> Vec<ObservedVolume> {
+        self.lock().volumes.values().cloned().collect()
     }
 
     /// Publishes `reference` in the pretend registry (pulling it then succeeds) and returns its
@@ -583,6 +600,13 @@ impl Driver for FakeDriver {
 
     async fn create_container(&self, spec: &ContainerCreate) -> Result<String, DriverError> {
         let mut st = self.enter(Op::CreateContainer, &spec.name)?;
+        if let Some(n) =
+            spec.networks.iter().find(|n| berth_schemas::container::is_network_mode_name(n))
+        {
+            return Err(DriverError::Rejected {
+                message: format!("{n:?} is a Docker network mode, not a network"),
+            });
+        }
         if st.containers.values().any(|(c, _)| c.name == spec.name) {
             return Err(DriverError::NameInUse { name: spec.name.clone() });
         }
@@ -593,6 +617,26 @@ impl Driver for FakeDriver {
         let event = container_event(&st, &id, "create");
         self.emit(&mut st, event);
         Ok(id)
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>, DriverError> {
+        let st = self.enter(Op::InspectVolume, name)?;
+        Ok(st.volumes.get(name).cloned())
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<ObservedVolume, DriverError> {
+        let mut st = self.enter(Op::CreateVolume, name)?;
+        let volume = st.volumes.entry(name.to_owned()).or_insert_with(|| ObservedVolume {
+            name: name.to_owned(),
+            driver: "local".into(),
+            labels: labels.clone(),
+            options: HashMap::new(),
+        });
+        Ok(volume.clone())
     }
 
     async fn start_container(&self, id: &str) -> Result<(), DriverError> {

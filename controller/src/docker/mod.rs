@@ -36,8 +36,9 @@ pub use self::streams::{
 pub use self::types::{
     BoundPort, BuildCacheUsage, ContainerCreate, ContainerFilter, ContainerState, ContainerUsage,
     DeviceMapping, DiskUsage, EngineEvent, EngineInfo, EngineVersion, EventKind, Health,
-    Healthcheck, ImageUsage, MountKind, MountSpec, ObservedContainer, ObservedImage, PortPublish,
-    Protocol, PullProgress, RegistryCredentials, ResourceLimits, RestartPolicy, VolumeUsage,
+    Healthcheck, ImageUsage, MountKind, MountSpec, ObservedContainer, ObservedImage,
+    ObservedVolume, PortPublish, Protocol, PullProgress, RegistryCredentials, ResourceLimits,
+    RestartPolicy, VolumeUsage,
 };
 
 /// The containers (running or not) the controller of store `instance` made for the resource
@@ -109,13 +110,28 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Creates (does not start) a container and returns its id. When `spec.networks` lists
     /// more than one network, the others are connected before this returns; if that fails the
-    /// container is removed again.
+    /// container is removed again. The network mode is `spec.networkMode` only: a Docker network
+    /// mode listed as a network (`host`, `none`, `bridge`, `default`, `container:<id>`, see
+    /// [`berth_schemas::container::is_network_mode_name`]) is refused, never made the mode.
     ///
     /// # Errors
     ///
     /// [`DriverError::NameInUse`] when the name is taken, [`DriverError::NotFound`] when the
-    /// image is not present locally, [`DriverError::Rejected`] for a spec the Engine refuses.
+    /// image is not present locally, [`DriverError::Rejected`] for a spec the Engine refuses
+    /// and for a network mode listed in `spec.networks` (nothing is created then).
     async fn create_container(&self, spec: &ContainerCreate) -> Result<String, DriverError>;
+
+    /// One volume by name; `Ok(None)` when there is none.
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>, DriverError>;
+
+    /// Creates a named volume with the `local` driver, no driver options and `labels`, and
+    /// answers it as the Engine reports it. A volume of that name that exists already is
+    /// answered as it is, unchanged (the Engine's own behaviour): inspect it to tell.
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &std::collections::HashMap<String, String>,
+    ) -> Result<ObservedVolume, DriverError>;
 
     /// Starts a container; a running one is left as it is.
     async fn start_container(&self, id: &str) -> Result<(), DriverError>;

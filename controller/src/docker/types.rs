@@ -105,6 +105,20 @@ pub struct VolumeUsage {
     pub ref_count: Option<u64>,
 }
 
+/// A Docker volume as inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedVolume {
+    /// The volume name.
+    pub name: String,
+    /// Its driver (`local`).
+    pub driver: String,
+    /// Its labels (berth's ownership labels on the volumes berth made).
+    pub labels: HashMap<String, String>,
+    /// The driver options it was created with (`type=none,o=bind,device=/etc` makes a local
+    /// volume a host path).
+    pub options: HashMap<String, String>,
+}
+
 /// The build cache's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildCacheUsage {

@@ -174,6 +174,8 @@ pub mod verbs {
     pub const IMAGE_PULL: &str = "docker.image.pull";
     /// `docker rmi`.
     pub const IMAGE_REMOVE: &str = "docker.image.remove";
+    /// `docker volume create` (a named volume a container mounts, made as berth's).
+    pub const VOLUME_CREATE: &str = "docker.volume.create";
 }
 
 /// A Docker action announced in the audit log (outcome `pending`) and not settled yet.

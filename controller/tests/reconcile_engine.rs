@@ -172,6 +172,11 @@ impl Running {
         self.store.get(&self.key(kind, name)).await.expect("store get")
     }
 
+    /// The resource when it is Ready by berth's one readiness rule.
+    async fn ready(&self, kind: Kind, name: &str) -> Option<DynamicObject> {
+        self.get(kind, name).await.filter(|o| berth_schemas::readiness(o).is_ready())
+    }
+
     async fn condition(&self, kind: Kind, name: &str, type_: &str) -> Option<Condition> {
         let obj = self.get(kind, name).await?;
         let conditions: Vec<Condition> =
@@ -243,12 +248,7 @@ async fn create_update_stop_start_and_delete_converge_on_the_real_engine() {
     t.apply(Kind::Container, "web", sleeper(&image)).await;
     let first = t.running("web").await;
     assert_eq!(first.name, t.container_name("web"));
-    t.eventually("web to be Ready", || async {
-        t.condition(Kind::Container, "web", READY)
-            .await
-            .filter(|c| c.status == ConditionStatus::True)
-    })
-    .await;
+    t.eventually("web to be Ready", || async { t.ready(Kind::Container, "web").await }).await;
 
     // Update: a different spec replaces the container.
     let mut spec = sleeper(&image);
@@ -408,12 +408,7 @@ async fn restart_never_a_docker_stop_or_kill_of_a_running_container_is_repaired(
         })
     })
     .await;
-    t.eventually("stopme to be Ready", || async {
-        t.condition(Kind::Container, "stopme", READY)
-            .await
-            .filter(|c| c.status == ConditionStatus::True)
-    })
-    .await;
+    t.eventually("stopme to be Ready", || async { t.ready(Kind::Container, "stopme").await }).await;
     t.stop().await;
 }
 
@@ -631,14 +626,7 @@ async fn an_image_pull_reports_its_bytes_and_layers_in_status_while_it_runs() {
             if let Some(pull) = event.object.status.get("pull") {
                 seen.push(pull.clone());
             }
-            let conditions: Vec<Condition> = event
-                .object
-                .status
-                .get("conditions")
-                .and_then(|c| serde_json::from_value(c.clone()).ok())
-                .unwrap_or_default();
-            if find_condition(&conditions, READY).is_some_and(|c| c.status == ConditionStatus::True)
-            {
+            if berth_schemas::readiness(&event.object).is_ready() {
                 assert!(event.object.status.get("pull").is_none(), "cleared when done");
                 return seen;
             }
@@ -904,4 +892,83 @@ async fn berth_killed_mid_reconcile_converges_without_duplicates_after_restart()
         assert_eq!(c.name, labels::container_name(&namespace, name));
     }
     drop(cleanup);
+}
+
+/// `docker volume rm` through the CLI on drop (berth never removes volumes). Declare it before
+/// the [`Running`] whose containers mount the volumes, so that they are gone first.
+struct VolumeCleanup(Vec<String>);
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        for v in &self.0 {
+            let _ = std::process::Command::new("docker").args(["volume", "rm", "-f", v]).output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_named_volume_that_does_not_exist_is_created_as_berths_before_the_container() {
+    // Issue 11, hole 7: Docker created a missing named volume itself, without berth's labels,
+    // so berth could not tell its own volumes from anyone's.
+    let volume = format!("berth-test-vol-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let _volumes = VolumeCleanup(vec![volume.clone()]);
+    let mut t = start(CredentialStore::empty()).await;
+    let image = t.env.image.clone();
+    let mut spec = sleeper(&image);
+    spec["mounts"] = json!([{"type": "volume", "source": volume, "target": "/data"}]);
+    t.apply(Kind::Container, "vol", spec).await;
+    t.running("vol").await;
+    let made = t.driver.inspect_volume(&volume).await.expect("inspect").expect("volume exists");
+    assert!(
+        labels::is_owned_by(&made.labels, t.store.instance_id()),
+        "the volume carries berth's ownership labels: {:?}",
+        made.labels
+    );
+    assert_eq!(made.labels.get(labels::NAME).map(String::as_str), Some("vol"));
+    assert!(made.options.is_empty(), "made without driver options: {:?}", made.options);
+    t.delete(Kind::Container, "vol").await;
+    t.eventually("vol to be gone", || async {
+        t.get(Kind::Container, "vol").await.is_none().then_some(())
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_absent_image_berth_did_not_pull_stays_and_one_it_pulled_is_removed() {
+    // Issue 11, hole 13: `presence: Absent` removed any unused image on the host.
+    let mut t = start(CredentialStore::empty()).await;
+    let local = format!("berth-test/not-pulled-{}:1", &t.namespace);
+    docker_cli(&["tag", &t.env.image, &local]);
+    t.cleanup.image(local.clone());
+    t.apply(Kind::Image, "local", json!({"reference": local, "presence": "Absent"})).await;
+    let kept = t
+        .eventually("the Absent image to be reported as not pulled by berth", || async {
+            t.condition(Kind::Image, "local", READY)
+                .await
+                .filter(|c| c.status == ConditionStatus::False && c.reason == "NotPulledByBerth")
+        })
+        .await;
+    assert!(kept.message.contains("not pulled by berth"), "{}", kept.message);
+    assert!(
+        t.driver.inspect_image(&local).await.expect("inspect").is_some(),
+        "an image berth did not pull is left on the host"
+    );
+
+    let registry = t.env.registry.clone();
+    let pulled = remote_image(&mut t, &registry).await;
+    t.apply(Kind::Image, "pulled", json!({"reference": pulled})).await;
+    t.eventually("the image to be pulled", || async { t.ready(Kind::Image, "pulled").await })
+        .await;
+    assert!(t.driver.inspect_image(&pulled).await.expect("inspect").is_some());
+    t.apply(Kind::Image, "pulled", json!({"reference": pulled, "presence": "Absent"})).await;
+    t.eventually("the pulled image to be removed", || async {
+        t.ready(Kind::Image, "pulled").await
+    })
+    .await;
+    assert!(
+        t.driver.inspect_image(&pulled).await.expect("inspect").is_none(),
+        "the image berth pulled is removed"
+    );
+    t.stop().await;
 }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use berth_controller::docker::fake::{FakeDriver, Op};
 use berth_controller::docker::{ContainerCreate, CredentialStore, Driver};
 use berth_controller::labels;
-use berth_controller::reconcile::container::{self, is_ready};
+use berth_controller::reconcile::container;
 use berth_controller::reconcile::image::{self, ImageConfig};
 use berth_controller::reconcile::intents::{self, UNKNOWN_AFTER_RESTART};
 use berth_controller::reconcile::{Context, FINALIZER, report_failure};
@@ -411,7 +411,7 @@ async fn a_container_waits_for_its_dependencies_to_be_ready() -> Result<()> {
     );
 
     h.pass("db").await?;
-    assert!(is_ready(&h.get(&key("db")).await?.context("db")?));
+    assert!(berth_schemas::readiness(&h.get(&key("db")).await?.context("db")?).is_ready());
     h.pass("web").await?;
     assert_eq!(h.managed().len(), 2);
     assert_eq!(condition(&h.status("web").await?.conditions, READY)?.0, ConditionStatus::True);
@@ -535,24 +535,43 @@ async fn an_image_behind_auth_is_pulled_with_the_configured_credentials_and_a_wr
 async fn an_absent_image_is_kept_while_a_managed_container_uses_it_and_removed_after() -> Result<()>
 {
     let h = harness()?;
-    h.fake.add_image(IMAGE);
-    h.apply(Kind::Container, "web", json!({"image": IMAGE})).await?;
+    let pulled = "127.0.0.1:5997/app:1";
+    h.fake.add_registry_image(pulled);
+    h.apply(Kind::Image, "app", json!({"reference": pulled})).await?;
+    image_pass(&h, "app").await?;
+    h.apply(Kind::Container, "web", json!({"image": pulled})).await?;
     h.pass("web").await?;
-    h.apply(Kind::Image, "busybox", json!({"reference": IMAGE, "presence": "Absent"})).await?;
-    image_pass(&h, "busybox").await?;
+    h.apply(Kind::Image, "app", json!({"reference": pulled, "presence": "Absent"})).await?;
+    image_pass(&h, "app").await?;
     assert_eq!(h.fake.images().len(), 1);
     assert_eq!(
-        condition(&image_status(&h, "busybox").await?.conditions, READY)?,
+        condition(&image_status(&h, "app").await?.conditions, READY)?,
         (ConditionStatus::False, "InUse".into())
     );
 
     h.store.delete(&WriteContext::rest_user("tester"), &key("web")).await?;
     h.pass("web").await?;
-    image_pass(&h, "busybox").await?;
+    image_pass(&h, "app").await?;
     assert!(h.fake.images().is_empty());
     assert_eq!(
-        condition(&image_status(&h, "busybox").await?.conditions, READY)?,
+        condition(&image_status(&h, "app").await?.conditions, READY)?,
         (ConditionStatus::True, "Absent".into())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_absent_image_berth_did_not_pull_stays_and_the_status_says_why() -> Result<()> {
+    // Issue 11, hole 13: `presence: Absent` removed any unused image on the host.
+    let h = harness()?;
+    h.fake.add_image(IMAGE);
+    h.apply(Kind::Image, "busybox", json!({"reference": IMAGE, "presence": "Absent"})).await?;
+    image_pass(&h, "busybox").await?;
+    assert_eq!(h.fake.images().len(), 1, "an image berth did not pull is never removed");
+    let status = image_status(&h, "busybox").await?;
+    assert_eq!(
+        condition(&status.conditions, READY)?,
+        (ConditionStatus::False, "NotPulledByBerth".into())
     );
     Ok(())
 }

@@ -19,7 +19,9 @@ pub enum Presence {
     /// Pulled and kept on the host (the default).
     #[default]
     Present,
-    /// Removed from the host if it is there (and not used by a container).
+    /// Removed from the host if berth pulled it for this resource and no berth container uses
+    /// it. An image berth did not pull (built or pulled by someone else) is left in place, and
+    /// the resource says so in its conditions.
     Absent,
 }
 
@@ -88,6 +90,11 @@ pub struct ImageStatus {
     /// When berth last pulled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled_at: Option<DateTime<Utc>>,
+    /// The local image id (`sha256:...`) berth's last pull for this resource produced. berth
+    /// removes an image (for `presence: Absent`, or when the resource is deleted) only while
+    /// the reference still names this very image: what berth did not pull is never removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled_image_id: Option<String>,
     /// The progress of the pull under way, summed over the image's layers; absent when no
     /// pull runs (it is cleared when the pull ends, however it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@
 //! - [`manifest`]: multi-document YAML/JSON parsing with located errors and limits.
 //! - [`reference`](mod@reference): image references (`name[:tag][@digest]`).
 //! - [`validate`]: semantic validation; every error names its field path.
+//! - [`readiness`](mod@readiness): the one rule for whether a stored resource is Ready.
 //! - [`path`]: field paths (`spec.ports[1].hostPort`) that errors point at.
 //! - [`selector`]: label selectors in kubectl syntax (`app=web,env in (prod,staging),!legacy`).
 #![warn(missing_docs)]
@@ -28,6 +29,7 @@ pub mod meta;
 pub mod object;
 pub mod path;
 pub mod quantity;
+pub mod readiness;
 pub mod reference;
 pub mod resource;
 pub mod selector;
@@ -48,6 +50,7 @@ pub use meta::{Kind, ObjectMeta, ResourceKey};
 pub use object::{API_VERSION, DynamicObject, Object};
 pub use path::FieldPath;
 pub use quantity::{Quantity, QuantityError, parse_cpus, parse_duration, parse_memory};
+pub use readiness::{Readiness, Why, readiness};
 pub use reference::{ImageReference, ReferenceError};
 pub use resource::Resource;
 pub use validate::{ValidationError, validate_dynamic, validate_resource};

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::container::{self, is_ready};
+use super::container;
 use super::image::{self, ImageConfig};
 use super::intents;
 use super::{Context, ControllerStore, Error};
@@ -223,7 +223,7 @@ impl Seen {
             uid: obj.metadata.uid.clone(),
             generation: obj.metadata.generation,
             deleting: obj.metadata.deletion_timestamp.is_some(),
-            ready: is_ready(obj),
+            ready: berth_schemas::readiness(obj).is_ready(),
         }
     }
 }
@@ -561,7 +561,7 @@ mod tests {
         t.remember(&db);
         t.remember(&web);
         let mut ready_db = db.clone();
-        ready_db.status = serde_json::json!({"conditions": [{
+        ready_db.status = serde_json::json!({"observedGeneration": 1, "conditions": [{
             "type": "Ready", "status": "True", "reason": "Running",
             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
         }]});

@@ -6,10 +6,15 @@
 //!   `Never` only checks. While the pull runs, its progress is in `status.pull` (bytes and
 //!   layers) and in the `Progressing` condition's message (at most every [`PROGRESS_EVERY`],
 //!   plus once when sizes are first known and once when the download is complete).
-//! - `Absent`: removes the image unless a berth-managed container uses it; then a condition
-//!   says so and the image stays.
-//! - Deletion removes the image only if berth pulled it (`status.pulledAt` is set) and no
-//!   managed container uses it, then drops the finalizer.
+//! - `Absent`: removes the image only if berth pulled it for this resource (the local image's
+//!   id is `status.pulledImageId`, see [`pulled_by_berth`]) and no berth-managed container uses
+//!   it. An image berth did not pull stays, with `Ready=False` reason `NotPulledByBerth`
+//!   saying why; one in use stays with reason `InUse`.
+//! - Deletion removes the image under the same rule, then drops the finalizer.
+//!
+//! A pull counts as berth's only when it brought an image the host did not have under that
+//! reference (the id changed, or there was none): re-pulling an image someone else put there
+//! does not make it berth's to remove ([`pulled_image_id_after`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,6 +71,28 @@ fn settled(status: &mut ImageStatus) {
     status.next_retry_time = None;
 }
 
+/// Whether berth may remove `local`: berth's own pull for this resource produced it
+/// (`status.pulledImageId` is its id). Anything else on the host under that reference was
+/// put there by someone else, and berth leaves it.
+pub fn pulled_by_berth(status: &ImageStatus, local: &ObservedImage) -> bool {
+    status.pulled_image_id.as_deref() == Some(local.id.as_str())
+}
+
+/// What `status.pulledImageId` becomes after a pull: the new id when the pull brought an image
+/// the host did not have under the reference (`before` is the id it had), the recorded id when
+/// the pull confirmed the image berth had pulled, and nothing when the pull only confirmed an
+/// image someone else had put there.
+pub fn pulled_image_id_after(
+    recorded: Option<&str>,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Option<String> {
+    match after {
+        Some(a) if before != Some(a) || recorded == Some(a) => Some(a.to_owned()),
+        _ => None,
+    }
+}
+
 fn observed(status: &mut ImageStatus, image: Option<&ObservedImage>) {
     status.image_id = image.map(|i| i.id.clone());
     status.repo_digests = image.map(|i| i.repo_digests.clone()).unwrap_or_default();
@@ -102,8 +129,7 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
     use ConditionStatus::{False, True};
 
     if deleting {
-        let pulled_by_berth = status.pulled_at.is_some();
-        if let (true, Some(image)) = (pulled_by_berth, &local) {
+        if let Some(image) = local.as_ref().filter(|i| pulled_by_berth(&status, i)) {
             let users = users_of(ctx, image).await?;
             if !users.is_empty() {
                 let msg = format!(
@@ -151,6 +177,25 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
                 write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
                 return Ok(Action::await_change());
             };
+            if !pulled_by_berth(&status, &image) {
+                let msg = format!(
+                    "{reference} ({}) was not pulled by berth for this resource; berth removes \
+                     only images it pulled, so it stays",
+                    short_id(&image.id)
+                );
+                observed(&mut status, Some(&image));
+                set_conditions(
+                    &mut status.conditions,
+                    [
+                        c(READY, False, "NotPulledByBerth", msg.clone()),
+                        c(PROGRESSING, False, "NotPulledByBerth", String::new()),
+                        c(DEGRADED, True, "NotPulledByBerth", msg),
+                    ],
+                );
+                settled(&mut status);
+                write_status_if_changed(ctx, &key, old.as_ref(), &status).await?;
+                return Ok(Action::await_change());
+            }
             let users = users_of(ctx, &image).await?;
             if !users.is_empty() {
                 let msg = format!(
@@ -201,10 +246,17 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
             let image = if pull {
                 pull_reporting_progress(ctx, obj, &mut status).await?;
                 status.pulled_at = Some(Utc::now());
-                ctx.driver
+                let pulled = ctx
+                    .driver
                     .inspect_image(reference)
                     .await
-                    .map_err(driver_err(format!("inspect image {reference}")))?
+                    .map_err(driver_err(format!("inspect image {reference}")))?;
+                status.pulled_image_id = pulled_image_id_after(
+                    status.pulled_image_id.as_deref(),
+                    local.as_ref().map(|i| i.id.as_str()),
+                    pulled.as_ref().map(|i| i.id.as_str()),
+                );
+                pulled
             } else {
                 local
             };
@@ -233,6 +285,12 @@ pub async fn reconcile(obj: &Image, ctx: &Context, config: &ImageConfig) -> Resu
             })
         }
     }
+}
+
+/// The first 12 hex digits of an image id, as `docker images` shows it.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.get(..12).unwrap_or(hex)
 }
 
 /// Pull progress summed over layers.
@@ -358,6 +416,40 @@ mod tests {
 
     fn msg(layer: &str, status: &str, current: Option<u64>, total: Option<u64>) -> PullProgress {
         PullProgress { layer: Some(layer.into()), status: status.into(), current, total }
+    }
+
+    fn image(id: &str) -> ObservedImage {
+        ObservedImage {
+            id: id.into(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size: 0,
+            labels: std::collections::HashMap::new(),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn only_the_image_berth_pulled_for_the_resource_is_berths_to_remove() {
+        let mut status = ImageStatus::default();
+        assert!(!pulled_by_berth(&status, &image("sha256:a")), "nothing recorded");
+        status.pulled_image_id = Some("sha256:a".into());
+        assert!(pulled_by_berth(&status, &image("sha256:a")));
+        assert!(!pulled_by_berth(&status, &image("sha256:b")), "the tag now names another image");
+    }
+
+    #[test]
+    fn a_pull_is_berths_only_when_it_brought_the_image() {
+        // Nothing there before: berth brought it.
+        assert_eq!(pulled_image_id_after(None, None, Some("a")).as_deref(), Some("a"));
+        // The tag moved: berth brought the new image.
+        assert_eq!(pulled_image_id_after(None, Some("a"), Some("b")).as_deref(), Some("b"));
+        // Someone else's image, re-pulled unchanged: still not berth's.
+        assert_eq!(pulled_image_id_after(None, Some("a"), Some("a")), None);
+        // berth's own image, re-pulled unchanged: still berth's.
+        assert_eq!(pulled_image_id_after(Some("a"), Some("a"), Some("a")).as_deref(), Some("a"));
+        // Gone after the pull: nothing to record.
+        assert_eq!(pulled_image_id_after(Some("a"), Some("a"), None), None);
     }
 
     #[test]

@@ -8,17 +8,17 @@
 //! - [`plan`]: the pure planner.
 //! - [`create`]: spec → Docker create request.
 //! - [`status`]: observation → status and conditions.
+//! - [`volumes`]: named volumes, made as berth's before the container, and which are foreign.
 
 pub mod create;
 pub mod plan;
 pub mod status;
+pub mod volumes;
 
 use std::time::Duration;
 
-use berth_schemas::condition::{PROGRESSING, READY};
-use berth_schemas::{
-    Condition, ConditionStatus, Container, ContainerStatus, DynamicObject, Kind, ResourceKey,
-};
+use berth_schemas::condition::PROGRESSING;
+use berth_schemas::{ConditionStatus, Container, ContainerStatus, Kind, ResourceKey, readiness};
 use chrono::Utc;
 use futures::StreamExt;
 use tracing::{debug, info};
@@ -110,31 +110,18 @@ async fn observe(ctx: &Context, key: &ResourceKey, name: &str) -> Result<Observa
     Ok(Observation { containers, holder })
 }
 
-/// The `dependsOn` resources of `obj` that are not Ready, by key.
+/// The `dependsOn` resources of `obj` that are not Ready ([`berth_schemas::readiness`]), by
+/// key.
 async fn not_ready_dependencies(ctx: &Context, obj: &Container) -> Result<Vec<String>, Error> {
     let mut waiting = Vec::new();
     for dep in &obj.spec.depends_on {
         let key = ResourceKey::new(dep.kind, dep.namespace_or(&obj.metadata.namespace), &dep.name);
         let found = ctx.store.get(&key).await.map_err(store_err("get dependency"))?;
-        if !found.as_ref().is_some_and(is_ready) {
+        if !found.as_ref().is_some_and(|o| readiness(o).is_ready()) {
             waiting.push(key.to_string());
         }
     }
     Ok(waiting)
-}
-
-/// Whether a stored object's `Ready` condition is `True` for its current generation.
-pub fn is_ready(obj: &DynamicObject) -> bool {
-    let conditions: Vec<Condition> = obj
-        .status
-        .get("conditions")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    conditions.iter().any(|c| {
-        c.type_ == READY
-            && c.status == ConditionStatus::True
-            && (c.observed_generation.is_none() || c.observed_generation == obj.metadata.generation)
-    })
 }
 
 fn desired(
@@ -275,6 +262,8 @@ async fn execute(
                 let hash = labels::container_spec_hash(obj, &image.id);
                 let request = create::container_create(obj, &ctx.instance, uid, &hash)
                     .map_err(Error::Spec)?;
+                // Before the create: the Engine would make a missing one itself, unlabelled.
+                volumes::ensure_volumes(ctx, obj, uid).await?;
                 let action = format!("create container {}", request.name);
                 let id = act(ctx, &key, verbs::CONTAINER_CREATE, action, || {
                     driver.create_container(&request)

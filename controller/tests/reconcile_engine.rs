@@ -958,8 +958,7 @@ async fn an_absent_image_berth_did_not_pull_stays_and_one_it_pulled_is_removed()
     let registry = t.env.registry.clone();
     let pulled = remote_image(&mut t, &registry).await;
     t.apply(Kind::Image, "pulled", json!({"reference": pulled})).await;
-    t.eventually("the image to be pulled", || async { t.ready(Kind::Image, "pulled").await })
-        .await;
+    t.eventually("the image to be pulled", || async { t.ready(Kind::Image, "pulled").await }).await;
     assert!(t.driver.inspect_image(&pulled).await.expect("inspect").is_some());
     t.apply(Kind::Image, "pulled", json!({"reference": pulled, "presence": "Absent"})).await;
     t.eventually("the pulled image to be removed", || async {

@@ -20,8 +20,9 @@ use super::super::{Context, Error, act, driver_err, verbs};
 use crate::docker::{Driver, DriverError, ObservedVolume};
 use crate::labels;
 
-/// The named volumes a spec mounts, with the index of the mount.
-fn named_volumes(spec: &ContainerSpec) -> impl Iterator<Item = (usize, &str)> {
+/// The named volumes a spec mounts, with the index of the mount (anonymous volumes, binds and
+/// tmpfs mounts are not listed).
+pub fn named_volumes(spec: &ContainerSpec) -> impl Iterator<Item = (usize, &str)> {
     spec.mounts.iter().enumerate().filter_map(|(i, m)| match (m.type_, &m.source) {
         (MountType::Volume, Some(name)) => Some((i, name.as_str())),
         _ => None,

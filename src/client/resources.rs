@@ -12,60 +12,30 @@ pub fn resource_path(kind: Kind, namespace: &str, name: &str) -> String {
     format!("/api/v1/{}/{}/{}", kind.plural(), seg(namespace), seg(name))
 }
 
-/// The outcome of waiting on one resource.
+/// The outcome of waiting on one resource: [`berth_schemas::readiness`] as `--wait` shows it,
+/// plus [`Readiness::Gone`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// `Ready=True` for the current generation.
     Ready,
     /// Not ready yet: the reason and message of the most telling condition.
     Waiting(String),
-    /// `Degraded=True`: the reason and message.
+    /// `Degraded=True` and no longer progressing: the reason and message.
     Degraded(String),
     /// The resource is gone.
     Gone,
 }
 
-fn condition<'a>(o: &'a DynamicObject, t: &str) -> Option<&'a Value> {
-    o.status.get("conditions")?.as_array()?.iter().find(|c| c["type"] == t)
-}
-
-fn describe_condition(c: &Value) -> String {
-    let reason = c["reason"].as_str().unwrap_or("");
-    let message = c["message"].as_str().unwrap_or("");
-    match (reason.is_empty(), message.is_empty()) {
-        (false, false) => format!("{reason}: {message}"),
-        (false, true) => reason.to_owned(),
-        (true, false) => message.to_owned(),
-        (true, true) => String::new(),
-    }
-}
-
-/// How far `o` is from Ready, judged on its status for its current generation.
+/// How far `o` is from Ready, by berth's one readiness rule ([`berth_schemas::readiness`]).
 pub fn readiness(o: &DynamicObject) -> Readiness {
-    let generation = o.metadata.generation.unwrap_or(0);
-    let observed = o.status.get("observedGeneration").and_then(Value::as_u64).unwrap_or(0);
-    if observed < generation {
-        return Readiness::Waiting("waiting for the controller".into());
-    }
-    if let Some(r) = condition(o, "Ready")
-        && r["status"] == "True"
-    {
-        return Readiness::Ready;
-    }
-    if let Some(d) = condition(o, "Degraded")
-        && d["status"] == "True"
-    {
-        return Readiness::Degraded(describe_condition(d));
-    }
-    for t in ["Progressing", "Ready"] {
-        if let Some(c) = condition(o, t) {
-            let s = describe_condition(c);
-            if !s.is_empty() {
-                return Readiness::Waiting(s);
-            }
+    match berth_schemas::readiness(o) {
+        berth_schemas::Readiness::Ready => Readiness::Ready,
+        berth_schemas::Readiness::Pending => {
+            Readiness::Waiting("waiting for the controller".into())
         }
+        berth_schemas::Readiness::NotReady(why) => Readiness::Waiting(why.to_string()),
+        berth_schemas::Readiness::Failed(why) => Readiness::Degraded(why.to_string()),
     }
-    Readiness::Waiting("not ready yet".into())
 }
 
 impl Client {

@@ -299,9 +299,9 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// Whether a resource's status says Ready=True.
+/// Whether a resource (as `berth get -o json` prints it) is Ready, by berth's one readiness
+/// rule ([`berth_schemas::readiness`]).
 pub fn is_ready(v: &serde_json::Value) -> bool {
-    v["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    serde_json::from_value::<berth_schemas::DynamicObject>(v.clone())
+        .is_ok_and(|o| berth_schemas::readiness(&o).is_ready())
 }

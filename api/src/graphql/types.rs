@@ -8,7 +8,7 @@
 use async_graphql::{Enum, InputObject, Json, Object, SimpleObject};
 use berth_controller::docker::{ContainerStats, EngineEvent};
 use berth_controller::store::EventType;
-use berth_schemas::condition::{Condition, ConditionStatus};
+use berth_schemas::condition::Condition;
 use berth_schemas::image::PullProgress;
 use berth_schemas::{
     Container, ContainerSpec, ContainerStatus, DynamicObject, Image, ImageSpec, ImageStatus,
@@ -478,31 +478,36 @@ pub struct ApplyProgress {
 }
 
 impl ApplyProgress {
-    /// The progress an object shows, and whether it is final.
+    /// The progress an object shows, and whether it is final (`READY` or `FAILED`), by berth's
+    /// one readiness rule ([`berth_schemas::readiness`]).
     pub fn of(o: &DynamicObject, revision: u64) -> (Self, bool) {
         let conds = conditions(&o.status);
         let generation = o.metadata.generation;
         let observed = o.status.get("observedGeneration").and_then(Value::as_u64);
-        let find = |t: &str| conds.iter().find(|c| c.type_ == t);
-        let current = observed.is_some() && observed >= generation;
-        let ready = find("Ready").filter(|c| c.status == ConditionStatus::True);
-        let degraded = find("Degraded").filter(|c| c.status == ConditionStatus::True);
-        let ready_false = find("Ready").filter(|c| c.status == ConditionStatus::False);
-        let progressing = find("Progressing").filter(|c| c.status == ConditionStatus::True);
-        let (phase, cond, done) = if current && ready.is_some() {
-            ("READY", ready, true)
-        } else if current && degraded.is_some() && progressing.is_none() {
-            ("FAILED", degraded, true)
-        } else if observed.is_none() && conds.is_empty() {
-            ("PENDING", None, false)
-        } else {
-            ("PROGRESSING", progressing.or(ready_false).or(degraded), false)
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let (phase, reason, message, done) = match berth_schemas::readiness(o) {
+            berth_schemas::Readiness::Ready => {
+                let ready = conds.iter().find(|c| c.type_ == "Ready");
+                (
+                    "READY",
+                    ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
+                    ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+                    true,
+                )
+            }
+            berth_schemas::Readiness::Failed(why) => {
+                ("FAILED", non_empty(why.reason), non_empty(why.message), true)
+            }
+            berth_schemas::Readiness::Pending => ("PENDING", None, None, false),
+            berth_schemas::Readiness::NotReady(why) => {
+                ("PROGRESSING", non_empty(why.reason), non_empty(why.message), false)
+            }
         };
         (
             Self {
                 phase: phase.to_owned(),
-                reason: cond.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
-                message: cond.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+                reason,
+                message,
                 generation,
                 observed_generation: observed,
                 revision: revision.to_string(),

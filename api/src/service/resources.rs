@@ -310,6 +310,38 @@ pub fn parse_manifest(state: &AppState, body: &[u8]) -> Result<Vec<ApplyDocument
     Ok(docs.into_iter().map(ApplyDocument::body).collect())
 }
 
+/// The mounts of `spec` naming an existing Docker volume berth did not make: mounting those is
+/// admin-only (issue 11, hole 7; see `berth_controller::reconcile::container::volumes`). A spec
+/// without named volume mounts needs no Engine.
+///
+/// # Errors
+///
+/// [`ApiError::Unavailable`] (503) when there are named volume mounts and the Engine cannot be
+/// asked: the write is refused rather than let through unchecked.
+async fn foreign_volume_mounts(
+    state: &AppState,
+    spec: &berth_schemas::ContainerSpec,
+) -> Result<Vec<berth_schemas::FieldPath>, ApiError> {
+    use berth_controller::reconcile::container::volumes;
+    if volumes::named_volumes(spec).next().is_none() {
+        return Ok(Vec::new());
+    }
+    let unavailable = || {
+        ApiError::Unavailable(
+            "cannot check whether the mounted volumes are berth's: the Docker Engine is not \
+             reachable"
+                .to_owned(),
+        )
+    };
+    let driver = state.driver().ok_or_else(unavailable)?;
+    volumes::foreign_volume_mounts(driver, state.resources().instance_id(), spec).await.map_err(
+        |e| {
+            tracing::warn!(error = %e, "checking volume ownership failed");
+            unavailable()
+        },
+    )
+}
+
 /// The admin-only check, the one copy every write path runs before writing anything: lists
 /// the admin-only fields the documents use, and refuses them from a caller who may not use
 /// them.
@@ -322,7 +354,7 @@ pub fn parse_manifest(state: &AppState, body: &[u8]) -> Result<Vec<ApplyDocument
 /// [`ApiError::Forbidden`] (403) naming every such field with its file, document, line and
 /// column.
 pub async fn refuse_admin_fields(
-    _state: &AppState,
+    state: &AppState,
     caller: &Caller,
     docs: &[ApplyDocument],
 ) -> Result<Vec<AdminFieldUse>, ApiError> {
@@ -330,7 +362,15 @@ pub async fn refuse_admin_fields(
     let mut first_place = None;
     for d in docs {
         let meta = d.parsed.resource.metadata();
-        for path in d.parsed.resource.admin_only_fields() {
+        let mut paths = d.parsed.resource.admin_only_fields();
+        // Asks the Engine, so only for a caller the answer can stop (an admin's write needs no
+        // Engine to be checked; its volume mounts are then not listed for the grant audit).
+        if !caller.may_use_admin_fields()
+            && let berth_schemas::Resource::Container(c) = &d.parsed.resource
+        {
+            paths.extend(foreign_volume_mounts(state, &c.spec).await?);
+        }
+        for path in paths {
             let (line, column) = d.parsed.locate(&path);
             if first_place.is_none() {
                 first_place = Some(d.place(line));

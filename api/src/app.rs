@@ -17,6 +17,7 @@ use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use tokio::time::Instant;
 use tower_http::trace::TraceLayer;
 
@@ -40,6 +41,36 @@ pub struct Route {
     handler: fn() -> MethodRouter<AppState>,
 }
 
+/// The schema of a Rust type, generated with schemars for the OpenAPI document.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// A reference to `T`'s schema (its definition goes to `components/schemas`).
+fn schema_ref<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// `T`'s schema itself, for query types whose fields become parameters.
+fn schema_inline<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// What a request or response body is, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload {
+    /// No body.
+    Empty,
+    /// JSON of this schema.
+    Json(SchemaFn),
+    /// Manifests, YAML (one or more documents) or JSON.
+    Manifests,
+    /// Plain text (Prometheus metrics).
+    Text,
+    /// A binary file (the backup).
+    Binary,
+    /// JSON of this schema, or with `watch=true` a stream of NDJSON change events.
+    ListOrWatch(SchemaFn),
+}
+
 /// The OpenAPI description of one route.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteDoc {
@@ -47,6 +78,14 @@ pub struct RouteDoc {
     pub summary: &'static str,
     /// The group it is listed under.
     pub tag: &'static str,
+    /// The request body.
+    pub request: Payload,
+    /// The type its query string is read into (each field is one parameter).
+    pub query: Option<SchemaFn>,
+    /// The success status.
+    pub status: u16,
+    /// The success body.
+    pub response: Payload,
 }
 
 impl Route {
@@ -55,10 +94,54 @@ impl Route {
         path: &'static str,
         access: Access,
         handler: fn() -> MethodRouter<AppState>,
-        summary: &'static str,
-        tag: &'static str,
     ) -> Self {
-        Self { method, path, access, handler, doc: RouteDoc { summary, tag } }
+        let doc = RouteDoc {
+            summary: "",
+            tag: "",
+            request: Payload::Empty,
+            query: None,
+            status: 200,
+            response: Payload::Empty,
+        };
+        Self { method, path, access, handler, doc }
+    }
+
+    fn doc(mut self, tag: &'static str, summary: &'static str) -> Self {
+        self.doc.tag = tag;
+        self.doc.summary = summary;
+        self
+    }
+
+    /// A JSON request body of type `T`.
+    fn takes<T: JsonSchema>(mut self) -> Self {
+        self.doc.request = Payload::Json(schema_ref::<T>);
+        self
+    }
+
+    /// A request body of manifests (YAML or JSON).
+    fn takes_manifests(mut self) -> Self {
+        self.doc.request = Payload::Manifests;
+        self
+    }
+
+    /// Query parameters read into `T`.
+    fn query<T: JsonSchema>(mut self) -> Self {
+        self.doc.query = Some(schema_inline::<T>);
+        self
+    }
+
+    /// A JSON answer of type `T` with `status`.
+    fn answers<T: JsonSchema>(mut self, status: u16) -> Self {
+        self.doc.status = status;
+        self.doc.response = Payload::Json(schema_ref::<T>);
+        self
+    }
+
+    /// Another kind of answer with `status`.
+    fn answers_with(mut self, status: u16, payload: Payload) -> Self {
+        self.doc.status = status;
+        self.doc.response = payload;
+        self
     }
 
     /// The handler, mounted behind this route's guard.
@@ -72,289 +155,171 @@ use Access::{Authenticated as Auth, GraphqlFields, Public, WebsocketInit};
 
 /// Every route berth serves, REST and GraphQL: method, path, access, handler and OpenAPI
 /// description. [`router`] mounts exactly these and nothing else.
+///
+/// Where a handler answers JSON it builds without a Rust type (system views, lists, status),
+/// the document says `object` (free-form) rather than a schema written by hand.
 pub fn routes() -> Vec<Route> {
     use crate::graphql::transport as gql;
     use Method as M;
+    use berth_controller::store::{AuditPage, VerifyReport};
+    use berth_schemas::DynamicObject;
     use routes::{
         audit, auth as a, backup, health, openapi, resources, sync, system, tokens, users,
     };
+    use serde_json::Value;
     let r = Route::new;
+    let any_json = Payload::Json(schema_ref::<Value>);
     vec![
-        r(M::GET, "/healthz", Public, || get(health::healthz), "Liveness", "health"),
-        r(
-            M::GET,
-            "/readyz",
-            Public,
-            || get(health::readyz),
-            "Readiness (503 when not ready)",
-            "health",
-        ),
-        r(
-            M::GET,
-            "/metrics",
-            Public,
-            || get(health::metrics),
-            "Prometheus metrics (text format)",
-            "health",
-        ),
-        r(
-            M::GET,
-            "/api/v1/openapi.json",
-            Public,
-            || get(openapi::document),
-            "This document",
-            "health",
-        ),
-        r(M::POST, "/api/v1/auth/login", Public, || post(a::login), "Log in", "auth"),
-        r(
-            M::POST,
-            "/api/v1/auth/refresh",
-            Public,
-            || post(a::refresh),
-            "Exchange a refresh token",
-            "auth",
-        ),
-        r(
-            M::POST,
-            "/api/v1/auth/logout",
-            Auth(Action::ReadSelf),
-            || post(a::logout),
-            "End the session",
-            "auth",
-        ),
-        r(M::GET, "/api/v1/me", Auth(Action::ReadSelf), || get(users::me), "The caller", "users"),
-        r(
-            M::PUT,
-            "/api/v1/me/password",
-            Auth(Action::ReadSelf),
-            || put(users::change_own_password),
-            "Change own password",
-            "users",
-        ),
-        r(
-            M::GET,
-            "/api/v1/users",
-            Auth(Action::ManageUsers),
-            || get(users::list),
-            "List users",
-            "users",
-        ),
-        r(
-            M::POST,
-            "/api/v1/users",
-            Auth(Action::ManageUsers),
-            || post(users::create),
-            "Create a user",
-            "users",
-        ),
-        r(
-            M::GET,
-            "/api/v1/users/{username}",
-            Auth(Action::ManageUsers),
-            || get(users::get_one),
-            "Get a user",
-            "users",
-        ),
-        r(
-            M::PATCH,
-            "/api/v1/users/{username}",
-            Auth(Action::ManageUsers),
-            || patch(users::update),
-            "Change role or disable",
-            "users",
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/users/{username}",
-            Auth(Action::ManageUsers),
-            || delete(users::remove),
-            "Delete a user",
-            "users",
-        ),
-        r(
-            M::PUT,
-            "/api/v1/users/{username}/password",
-            Auth(Action::ManageUsers),
-            || put(users::reset_password),
-            "Reset a password",
-            "users",
-        ),
-        r(
-            M::GET,
-            "/api/v1/tokens",
-            Auth(Action::ManageOwnTokens),
-            || get(tokens::list),
-            "List API tokens",
-            "tokens",
-        ),
-        r(
-            M::POST,
-            "/api/v1/tokens",
-            Auth(Action::ManageOwnTokens),
-            || post(tokens::create),
-            "Create an API token",
-            "tokens",
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/tokens/{id}",
-            Auth(Action::ManageOwnTokens),
-            || delete(tokens::revoke),
-            "Revoke an API token",
-            "tokens",
-        ),
-        r(
-            M::POST,
-            "/api/v1/apply",
-            Auth(Action::ApplyResources),
-            || post(resources::apply),
-            "Apply manifests",
-            "resources",
-        ),
-        r(
-            M::GET,
-            "/api/v1/audit",
-            Auth(Action::ReadAudit),
-            || get(audit::query),
-            "Query the audit log",
-            "audit",
-        ),
-        r(
-            M::GET,
-            "/api/v1/audit/verify",
-            Auth(Action::ReadAudit),
-            || get(audit::verify),
-            "Verify the audit chain",
-            "audit",
-        ),
-        r(
-            M::GET,
-            "/api/v1/audit/head",
-            Auth(Action::ReadAudit),
-            || get(audit::head),
-            "The latest audit event's sequence number and hash",
-            "audit",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/version",
-            Auth(Action::ReadSystem),
-            || get(system::version),
-            "Docker Engine version",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/containers",
-            Auth(Action::ReadSystem),
-            || get(system::containers),
-            "Every Docker container",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/images",
-            Auth(Action::ReadSystem),
-            || get(system::images),
-            "Every Docker image",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/info",
-            Auth(Action::ReadSystem),
-            || get(system::info),
-            "Docker Engine and berth facts",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/df",
-            Auth(Action::ReadSystem),
-            || get(system::df),
-            "Docker disk usage",
-            "system",
-        ),
-        r(
-            M::POST,
-            "/api/v1/system/prune",
-            Auth(Action::SystemPrune),
-            || post(system::prune),
-            "Remove berth's own leftovers",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/system/backup",
-            Auth(Action::Backup),
-            || get(backup::download),
-            "A consistent backup of the whole store (berth-backup format)",
-            "system",
-        ),
-        r(
-            M::GET,
-            "/api/v1/sync",
-            Auth(Action::ReadResources),
-            || get(sync::status),
-            "The directory sync's status",
-            "resources",
-        ),
-        r(
-            M::GET,
-            "/api/v1/{plural}",
-            Auth(Action::ReadResources),
-            || get(resources::list),
-            "List or watch resources",
-            "resources",
-        ),
-        r(
-            M::GET,
-            "/api/v1/{plural}/{namespace}/{name}",
-            Auth(Action::ReadResources),
-            || get(resources::get_one),
-            "Get a resource",
-            "resources",
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/{plural}/{namespace}/{name}",
-            Auth(Action::DeleteResources),
-            || delete(resources::remove),
-            "Delete a resource",
-            "resources",
-        ),
-        r(
-            M::PUT,
-            "/api/v1/{plural}/{namespace}/{name}",
-            Auth(Action::ApplyResources),
-            || put(resources::replace),
-            "Replace a resource (YAML or JSON)",
-            "resources",
-        ),
+        r(M::GET, "/healthz", Public, || get(health::healthz))
+            .doc("health", "Liveness")
+            .answers::<health::Health>(200),
+        r(M::GET, "/readyz", Public, || get(health::readyz))
+            .doc("health", "Readiness (503 when not ready)")
+            .answers::<health::Health>(200),
+        r(M::GET, "/metrics", Public, || get(health::metrics))
+            .doc("health", "Prometheus metrics (text format)")
+            .answers_with(200, Payload::Text),
+        r(M::GET, "/api/v1/openapi.json", Public, || get(openapi::document))
+            .doc("health", "This document")
+            .answers_with(200, any_json),
+        r(M::POST, "/api/v1/auth/login", Public, || post(a::login))
+            .doc("auth", "Log in")
+            .takes::<a::LoginRequest>()
+            .answers::<a::TokenPair>(200),
+        r(M::POST, "/api/v1/auth/refresh", Public, || post(a::refresh))
+            .doc("auth", "Exchange a refresh token")
+            .takes::<a::RefreshRequest>()
+            .answers::<a::TokenPair>(200),
+        r(M::POST, "/api/v1/auth/logout", Auth(Action::ReadSelf), || post(a::logout))
+            .doc("auth", "End the session (and the refresh token's family, when given)")
+            .takes::<a::RefreshRequest>()
+            .answers_with(204, Payload::Empty),
+        r(M::GET, "/api/v1/me", Auth(Action::ReadSelf), || get(users::me))
+            .doc("users", "The caller")
+            .answers::<users::MeView>(200),
+        r(M::PUT, "/api/v1/me/password", Auth(Action::ReadSelf), || {
+            put(users::change_own_password)
+        })
+        .doc("users", "Change own password")
+        .takes::<users::ChangeOwnPassword>()
+        .answers_with(204, Payload::Empty),
+        r(M::GET, "/api/v1/users", Auth(Action::ManageUsers), || get(users::list))
+            .doc("users", "List users")
+            .answers::<Vec<users::UserView>>(200),
+        r(M::POST, "/api/v1/users", Auth(Action::ManageUsers), || post(users::create))
+            .doc("users", "Create a user")
+            .takes::<users::CreateUser>()
+            .answers::<users::UserView>(201),
+        r(M::GET, "/api/v1/users/{username}", Auth(Action::ManageUsers), || get(users::get_one))
+            .doc("users", "Get a user")
+            .answers::<users::UserView>(200),
+        r(M::PATCH, "/api/v1/users/{username}", Auth(Action::ManageUsers), || patch(users::update))
+            .doc("users", "Change role or disable")
+            .takes::<users::PatchUser>()
+            .answers::<users::UserView>(200),
+        r(M::DELETE, "/api/v1/users/{username}", Auth(Action::ManageUsers), || {
+            delete(users::remove)
+        })
+        .doc("users", "Delete a user")
+        .answers_with(204, Payload::Empty),
+        r(M::PUT, "/api/v1/users/{username}/password", Auth(Action::ManageUsers), || {
+            put(users::reset_password)
+        })
+        .doc("users", "Reset a password")
+        .takes::<users::SetPassword>()
+        .answers_with(204, Payload::Empty),
+        r(M::GET, "/api/v1/tokens", Auth(Action::ManageOwnTokens), || get(tokens::list))
+            .doc("tokens", "List API tokens")
+            .query::<tokens::ListTokens>()
+            .answers::<Vec<tokens::TokenView>>(200),
+        r(M::POST, "/api/v1/tokens", Auth(Action::ManageOwnTokens), || post(tokens::create))
+            .doc("tokens", "Create an API token")
+            .takes::<tokens::CreateToken>()
+            .answers::<tokens::CreatedToken>(201),
+        r(M::DELETE, "/api/v1/tokens/{id}", Auth(Action::ManageOwnTokens), || {
+            delete(tokens::revoke)
+        })
+        .doc("tokens", "Revoke an API token")
+        .answers::<tokens::TokenView>(200),
+        r(M::POST, "/api/v1/apply", Auth(Action::ApplyResources), || post(resources::apply))
+            .doc("resources", "Apply manifests")
+            .takes_manifests()
+            .query::<resources::ApplyQuery>()
+            .answers::<resources::ApplyResponse>(200),
+        r(M::GET, "/api/v1/audit", Auth(Action::ReadAudit), || get(audit::query))
+            .doc("audit", "Query the audit log")
+            .query::<audit::AuditParams>()
+            .answers::<AuditPage>(200),
+        r(M::GET, "/api/v1/audit/verify", Auth(Action::ReadAudit), || get(audit::verify))
+            .doc("audit", "Verify the audit chain")
+            .query::<audit::VerifyParams>()
+            .answers::<VerifyReport>(200),
+        r(M::GET, "/api/v1/audit/head", Auth(Action::ReadAudit), || get(audit::head))
+            .doc("audit", "The latest audit event's sequence number and hash")
+            .answers::<berth_controller::store::AuditHead>(200),
+        r(M::GET, "/api/v1/system/version", Auth(Action::ReadSystem), || get(system::version))
+            .doc("system", "Docker Engine version")
+            .answers::<crate::service::system::SystemVersion>(200),
+        r(M::GET, "/api/v1/system/containers", Auth(Action::ReadSystem), || {
+            get(system::containers)
+        })
+        .doc("system", "Every Docker container")
+        .answers_with(200, any_json),
+        r(M::GET, "/api/v1/system/images", Auth(Action::ReadSystem), || get(system::images))
+            .doc("system", "Every Docker image")
+            .answers_with(200, any_json),
+        r(M::GET, "/api/v1/system/info", Auth(Action::ReadSystem), || get(system::info))
+            .doc("system", "Docker Engine and berth facts")
+            .answers::<crate::service::system::SystemInfo>(200),
+        r(M::GET, "/api/v1/system/df", Auth(Action::ReadSystem), || get(system::df))
+            .doc("system", "Docker disk usage")
+            .answers::<crate::service::system::DiskUsageReport>(200),
+        r(M::POST, "/api/v1/system/prune", Auth(Action::SystemPrune), || post(system::prune))
+            .doc("system", "Remove berth's own leftovers")
+            .query::<system::PruneQuery>()
+            .answers::<crate::service::system::PruneReport>(200),
+        r(M::GET, "/api/v1/system/backup", Auth(Action::Backup), || get(backup::download))
+            .doc("system", "A consistent backup of the whole store (berth-backup format)")
+            .answers_with(200, Payload::Binary),
+        r(M::GET, "/api/v1/sync", Auth(Action::ReadResources), || get(sync::status))
+            .doc("resources", "The directory sync's status ({\"enabled\": false} without one)")
+            .answers_with(200, any_json),
+        r(M::GET, "/api/v1/{plural}", Auth(Action::ReadResources), || get(resources::list))
+            .doc("resources", "List or watch resources")
+            .query::<resources::ListParams>()
+            .answers_with(200, Payload::ListOrWatch(schema_ref::<Value>)),
+        r(M::GET, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ReadResources), || {
+            get(resources::get_one)
+        })
+        .doc("resources", "Get a resource")
+        .answers::<DynamicObject>(200),
+        r(M::DELETE, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::DeleteResources), || {
+            delete(resources::remove)
+        })
+        .doc("resources", "Delete a resource (200 when gone, 202 while terminating)")
+        .query::<resources::DeleteParams>()
+        .answers_with(200, any_json),
+        r(M::PUT, "/api/v1/{plural}/{namespace}/{name}", Auth(Action::ApplyResources), || {
+            put(resources::replace)
+        })
+        .doc("resources", "Replace a resource (YAML or JSON)")
+        .takes_manifests()
+        .answers::<resources::ReplaceResponse>(200),
         r(
             M::GET,
             "/api/v1/{plural}/{namespace}/{name}/status",
             Auth(Action::ReadResources),
             || get(resources::status),
-            "A resource's status",
-            "resources",
-        ),
-        r(
-            M::POST,
-            "/graphql",
-            GraphqlFields,
-            || post(gql::graphql_post),
-            "GraphQL queries and mutations (each field checks its own action)",
-            "graphql",
-        ),
-        r(
-            M::GET,
-            "/graphql/ws",
-            WebsocketInit,
-            || get(gql::graphql_ws),
-            "GraphQL subscriptions over a websocket (graphql-transport-ws); the token is in connection_init",
-            "graphql",
-        ),
+        )
+        .doc("resources", "A resource's status")
+        .answers_with(200, any_json),
+        r(M::POST, "/graphql", GraphqlFields, || post(gql::graphql_post))
+            .doc("graphql", "GraphQL queries and mutations (each field checks its own action)")
+            .takes::<Value>()
+            .answers_with(200, any_json),
+        r(M::GET, "/graphql/ws", WebsocketInit, || get(gql::graphql_ws))
+            .doc("graphql", "GraphQL subscriptions over a websocket (graphql-transport-ws)")
+            .answers_with(101, Payload::Empty),
     ]
 }
 

@@ -90,7 +90,7 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code (`unauthenticated`, `conflict`, ...).
     pub code: String,

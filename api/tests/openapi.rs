@@ -2,6 +2,7 @@
 
 mod common;
 
+use berth_api::policy::Access;
 use common::{TestServer, container_yaml};
 use hyper::Method;
 use serde_json::{Value, json};
@@ -100,7 +101,32 @@ async fn the_document_covers_every_route() {
         let op = &doc["paths"][path][method.as_str().to_lowercase()];
         assert!(op.is_object(), "{method} {path} missing");
         assert!(!op["summary"].as_str().unwrap_or("").is_empty(), "{method} {path} has no summary");
+        // Public routes and the websocket say so; every other one falls under the document's
+        // bearer requirement and names what it needs.
+        match route.access {
+            Access::Public | Access::WebsocketInit => {
+                assert_eq!(op["security"], json!([]), "{method} {path}")
+            }
+            Access::Authenticated(_) | Access::GraphqlFields => {
+                assert!(op["security"].is_null(), "{method} {path}");
+                assert!(op["description"].is_string(), "{method} {path}");
+            }
+        }
     }
+    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+    // Schemas are derived from the handlers' own types.
+    for name in ["LoginRequest", "TokenPair", "ApplyResponse", "UserView", "AuditPage", "ErrorBody"]
+    {
+        assert!(doc["components"]["schemas"][name].is_object(), "no schema {name}");
+    }
+    let login = &doc["paths"]["/api/v1/auth/login"]["post"];
+    assert_eq!(
+        login["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/LoginRequest"
+    );
+    let params = doc["paths"]["/api/v1/apply"]["post"]["parameters"].as_array().expect("params");
+    let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["dryRun", "prune"]);
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ graphql_object!(
 );
 
 /// A resource whose spec and status are kept as JSON values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamicObject {
     /// Always `berth.dev/v1`.

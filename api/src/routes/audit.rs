@@ -15,7 +15,7 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// `GET /api/v1/audit` query; filters combine with AND.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditParams {
     /// Only events at or after this RFC 3339 time.
@@ -78,7 +78,7 @@ pub async fn query(
 }
 
 /// `GET /api/v1/audit/verify` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyParams {
     /// A head exported earlier (`SEQ:HASH`, or the hash alone) that the chain must contain.

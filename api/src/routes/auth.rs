@@ -31,7 +31,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 }
 
 /// `POST /api/v1/auth/login` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The user name.
@@ -47,7 +47,7 @@ impl std::fmt::Debug for LoginRequest {
 }
 
 /// A token pair.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPair {
     /// The access JWT (send as `Authorization: Bearer`).
@@ -67,7 +67,7 @@ impl std::fmt::Debug for TokenPair {
 }
 
 /// `POST /api/v1/auth/refresh` and `/auth/logout` body.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token.

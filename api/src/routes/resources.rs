@@ -60,7 +60,7 @@ pub async fn apply(
 }
 
 /// `GET /api/v1/{plural}` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListParams {
     /// One namespace (all when absent).

@@ -45,7 +45,7 @@ pub async fn df(State(state): State<AppState>) -> Result<Json<DiskUsageReport>, 
 }
 
 /// `POST /api/v1/system/prune` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PruneQuery {
     /// Answer what would be removed, removing nothing.

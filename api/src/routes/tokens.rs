@@ -20,7 +20,7 @@ use crate::state::AppState;
 pub use crate::service::accounts::{CreatedToken, DEFAULT_TOKEN_DAYS, TokenView};
 
 /// `POST /api/v1/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// A label (1-64 characters).
@@ -32,7 +32,7 @@ pub struct CreateToken {
 }
 
 /// `GET /api/v1/tokens` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListTokens {
     /// `true`: every user's tokens (admin).

@@ -17,7 +17,7 @@ use crate::state::AppState;
 pub use crate::service::accounts::{MeView, UserView};
 
 /// `POST /api/v1/users` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Login name.
@@ -38,7 +38,7 @@ impl std::fmt::Debug for CreateUser {
 }
 
 /// `PATCH /api/v1/users/{username}` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     /// A new role.
@@ -48,7 +48,7 @@ pub struct PatchUser {
 }
 
 /// `PUT /api/v1/users/{username}/password` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetPassword {
     /// The new password.
@@ -59,7 +59,7 @@ pub struct SetPassword {
 }
 
 /// `PUT /api/v1/me/password` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeOwnPassword {
     /// The current password.

@@ -84,7 +84,7 @@ impl AccountChange {
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// Login name.
@@ -112,7 +112,7 @@ impl From<User> for UserView {
 }
 
 /// The caller as `GET /api/v1/me` and GraphQL `me` show them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeView {
     /// The user.
@@ -128,7 +128,7 @@ pub struct MeView {
 }
 
 /// An API token as listed (never the secret or its hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenView {
     /// Id (recorded as `token:<id>` in the audit log).
@@ -162,7 +162,7 @@ impl From<ApiToken> for TokenView {
 }
 
 /// A token just created: the only time `token` is shown.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedToken {
     /// The token's record.
@@ -188,7 +188,7 @@ pub struct UserPatch {
 }
 
 /// What an admin password reset did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordReset {
     /// API tokens of the user revoked by the reset (only with `revokeTokens`).

@@ -54,7 +54,7 @@ fn driver(state: &AppState) -> Result<&dyn Driver, ApiError> {
 }
 
 /// The Engine's version and berth's (`GET /api/v1/system/version`, GraphQL `engine`).
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "EngineInfo")]
 pub struct SystemVersion {
@@ -93,7 +93,7 @@ pub async fn version(state: &AppState) -> Result<SystemVersion, ApiError> {
 }
 
 /// The resource that owns a Docker object, from its ownership labels.
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "DockerOwner")]
 pub struct Owner {
@@ -255,7 +255,7 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// Container counts by state.
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerCounts {
     /// Every container.
@@ -269,7 +269,7 @@ pub struct ContainerCounts {
 }
 
 /// The Engine's host facts and object counts.
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineFacts {
     /// The Engine's host name.
@@ -299,7 +299,7 @@ pub struct EngineFacts {
 }
 
 /// The containers berth manages.
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedContainers {
     /// How many.
@@ -309,7 +309,7 @@ pub struct ManagedContainers {
 }
 
 /// berth's own facts.
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BerthFacts {
     /// berth's version.
@@ -327,7 +327,7 @@ pub struct BerthFacts {
 }
 
 /// `docker info` and berth's own numbers (`GET /api/v1/system/info`, GraphQL `systemInfo`).
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemInfo {
     /// The Engine.
@@ -395,7 +395,7 @@ pub async fn info(state: &AppState) -> Result<SystemInfo, ApiError> {
 }
 
 /// berth's share of one kind of Docker object.
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BerthShare {
     /// How many are berth's.
@@ -406,7 +406,7 @@ pub struct BerthShare {
 }
 
 /// Disk use of one kind of Docker object (images, containers, volumes).
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageSummary {
     /// How many there are.
@@ -426,7 +426,7 @@ pub struct UsageSummary {
 }
 
 /// The build cache's totals.
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildCacheSummary {
     /// Cache records.
@@ -439,7 +439,7 @@ pub struct BuildCacheSummary {
 
 /// What occupies the Engine's disk (`docker system df`), with berth's share
 /// (`GET /api/v1/system/df`, GraphQL `diskUsage`).
-#[derive(Debug, Clone, Copy, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Copy, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiskUsageReport {
     /// Images.
@@ -531,7 +531,7 @@ pub async fn disk_usage(state: &AppState) -> Result<DiskUsageReport, ApiError> {
 }
 
 /// What a pruned object is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Enum, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[graphql(rename_items = "lowercase")]
 pub enum PrunedType {
@@ -552,7 +552,7 @@ impl PrunedType {
 }
 
 /// One object prune removed, would remove, or failed to remove.
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pruned {
     /// `container` or `image`.
@@ -572,7 +572,7 @@ pub struct Pruned {
 }
 
 /// What prune did (`POST /api/v1/system/prune`, GraphQL `systemPrune`).
-#[derive(Debug, Clone, Serialize, SimpleObject)]
+#[derive(Debug, Clone, Serialize, SimpleObject, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
     /// Whether it only reported.

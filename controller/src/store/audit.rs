@@ -245,7 +245,9 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 
 /// How an event's digest is made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum ChainScheme {
     /// Plain SHA-256 of the body: events written before the chain was keyed (the field is
     /// absent in them).
@@ -292,7 +294,7 @@ pub struct PruneReport {
 
 /// The latest event: publish it elsewhere (a ticket, a log shipper, another host) and check it
 /// later with [`ExpectedHead`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditHead {
     /// Its sequence number.
     pub seq: u64,
@@ -385,7 +387,7 @@ pub mod verbs {
 }
 
 /// How the audited action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditOutcome {
     /// It was done.
@@ -416,7 +418,7 @@ impl AuditOutcome {
 }
 
 /// One audit event as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     /// Position in the log, from 0, without gaps.
@@ -633,7 +635,7 @@ impl AuditQuery {
 }
 
 /// One page of audit events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     /// The events, in the order asked for.
@@ -643,7 +645,7 @@ pub struct AuditPage {
 }
 
 /// The result of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// How many events were checked.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Who made a write. Recorded in every audit event.
 ///
 /// Serialized as a string: `user:alice`, `token:<token id>`, `controller`, `sync`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(into = "String", try_from = "String")]
 pub enum Actor {
     /// A person, by user name.
@@ -75,7 +75,7 @@ impl TryFrom<String> for Actor {
 }
 
 /// Which door a write came through. Recorded in every audit event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The REST API.

@@ -955,8 +955,13 @@ async fn an_absent_image_berth_did_not_pull_stays_and_one_it_pulled_is_removed()
         "an image berth did not pull is left on the host"
     );
 
-    let registry = t.env.registry.clone();
-    let pulled = remote_image(&mut t, &registry).await;
+    // A reference of this test's own: the shared `remote_image` is pulled by other tests of
+    // this binary at the same time, which would bring the removed image back.
+    let pulled = format!("{}/berth-test/absent-{}:1", t.env.registry, t.namespace);
+    docker_cli(&["tag", &t.env.image, &pulled]);
+    docker_cli(&["push", &pulled]);
+    docker_cli(&["rmi", &pulled]);
+    t.cleanup.image(pulled.clone());
     t.apply(Kind::Image, "pulled", json!({"reference": pulled})).await;
     t.eventually("the image to be pulled", || async { t.ready(Kind::Image, "pulled").await }).await;
     assert!(t.driver.inspect_image(&pulled).await.expect("inspect").is_some());
